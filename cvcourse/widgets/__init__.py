@@ -1,0 +1,61 @@
+"""Widgets: controls wired to the pure figure functions of each chapter.
+
+Every widget in the course is `interactive_figure(figure_fn, controls)`: changing a
+control calls ``figure_fn(**values)`` — the same function the chapter calls for its static
+figure and the tests call directly — and shows the Figure it returns. One module per
+chapter holds that chapter's figure functions and widgets.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Mapping
+
+
+def interactive_figure(figure_fn: Callable, controls: Mapping[str, object], columns: int = 4):
+    """Controls above an output area that shows ``figure_fn(**control values)``.
+
+    Args:
+        figure_fn: returns a matplotlib Figure for keyword arguments named like `controls`.
+        controls: ``{argument name: ipywidgets control}``.
+        columns: controls per row.
+
+    Returns:
+        an ``ipywidgets.VBox``; its ``.figure_fn`` and ``.controls`` are kept for tests and
+        ``.last_seconds`` holds how long the latest redraw took.
+    """
+    import ipywidgets as W
+    from IPython.display import display
+
+    if not controls:
+        raise ValueError("controls must name at least one control")
+    box = None
+
+    def draw(**values):
+        t = time.perf_counter()
+        fig = figure_fn(**values)
+        display(fig)
+        if box is not None:
+            box.last_seconds = time.perf_counter() - t
+
+    out = W.interactive_output(draw, dict(controls))
+    items = [c for c in controls.values() if isinstance(c, W.DOMWidget)]  # not W.fixed
+    rows = [W.HBox(items[i:i + columns]) for i in range(0, len(items), columns)]
+    box = W.VBox([*rows, out])
+    box.figure_fn, box.controls, box.last_seconds = figure_fn, dict(controls), None
+    return box
+
+
+def time_figure(figure_fn: Callable, settings: list[dict], repeat: int = 1) -> list[float]:
+    """Seconds taken by ``figure_fn(**s)`` (plus rendering to PNG, as a browser would see
+    it) for each setting `s` — the widget callback latency the benchmark reports."""
+    import io
+
+    times = []
+    for s in settings:
+        for _ in range(repeat):
+            t = time.perf_counter()
+            fig = figure_fn(**s)
+            fig.savefig(io.BytesIO(), format="png", dpi=72)
+            times.append(time.perf_counter() - t)
+    return times
