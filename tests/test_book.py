@@ -1,0 +1,81 @@
+"""The book's structure: notebooks stored clean, Colab cells, table of contents, CI command."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
+REPO_URL = CONFIG["repository"]["url"]
+
+
+def _toc_files(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in ("file", "root"):
+                yield v
+            else:
+                yield from _toc_files(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _toc_files(v)
+
+
+def _code_cells(path):
+    nb = json.loads(path.read_text())
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def test_there_are_chapters():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs(path):
+    for cell in _code_cells(path):
+        assert not cell.get("outputs") and not cell.get("execution_count"), f"{path.name} has outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_installs_in_colab_only(path):
+    src = "".join(_code_cells(path)[0]["source"])
+    assert '"google.colab" in sys.modules' in src
+    assert f'%pip install -q "cvcourse @ git+{REPO_URL}"' in src, "install URL must match _config.yml"
+    assert "%matplotlib inline" in src
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_ends_by_asserting_its_headline_numbers(path):
+    last = "".join(_code_cells(path)[-1]["source"])
+    assert last.count("assert ") >= 2, f"{path.name}: the last code cell must assert its headline numbers"
+
+
+def test_table_of_contents_lists_every_chapter_and_only_existing_files():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    listed = set(_toc_files(toc))
+    for entry in listed:
+        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
+    for nb in NOTEBOOKS:
+        assert str(nb.relative_to(ROOT).with_suffix("")) in listed, f"{nb} is not in _toc.yml"
+    assert CONFIG["only_build_toc_files"] is True
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    m = re.search(r"^(python -m pytest [^\n]*)$", ci, flags=re.M)
+    assert m, ".ci/run has no pytest command"
+    assert m.group(1) in readme, "the README's test command and .ci/run's differ"
+    assert "jupyter-book build . -W -n --keep-going" in readme
+
+
+def test_glossary_lists_every_seed_term():
+    glossary = (ROOT / "book" / "glossary.md").read_text()
+    for zh in ["语义分割", "实例分割", "目标检测", "定位", "边界框", "多任务损失", "区域候选", "感兴趣区域",
+               "含有目标的概率", "锚框", "转置卷积", "反池化", "跳跃连接", "显著图", "类激活图",
+               "基于梯度的类激活图", "引导反向传播"]:
+        assert zh in glossary, zh

@@ -1,0 +1,88 @@
+import io
+import statistics
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from cvcourse import viz
+from cvcourse.data import CLASSES, make_scene
+from cvcourse.widgets import time_figure
+from cvcourse.widgets.tasks import TASKS, output_shapes, task_outputs, tasks_figure, tasks_widget
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene(0, split="val")
+
+
+def _png(fig):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=50)
+    return buf.getvalue()
+
+
+def test_drawing_functions_return_figures(scene):
+    figs = [
+        viz.show_image(scene["image"]),
+        viz.show_semantic(scene["semantic"], CLASSES),
+        viz.draw_boxes(scene["image"], scene["boxes"], scene["labels"], scores=torch.rand(len(scene["boxes"])),
+                       class_names=CLASSES),
+        viz.overlay_masks(scene["image"], scene["masks"]),
+        viz.overlay_heatmap(scene["image"], torch.rand(8, 8)),
+        viz.image_grid([scene["image"]] * 3, titles=["a", "b", "c"]),
+    ]
+    for fig in figs:
+        assert isinstance(fig, Figure) and _png(fig)[:4] == b"\x89PNG"
+
+
+def test_draw_boxes_draws_one_rectangle_per_box(scene):
+    fig = viz.draw_boxes(scene["image"], scene["boxes"], scene["labels"], class_names=CLASSES)
+    assert len(fig.axes[0].patches) == len(scene["boxes"])
+
+
+def test_overlay_masks_colours_exactly_the_mask_pixels(scene):
+    fig = viz.overlay_masks(scene["image"], scene["masks"][:1], alpha=1.0, outline=False)
+    shown = fig.axes[0].images[0].get_array()
+    img = scene["image"].permute(1, 2, 0).numpy()
+    changed = (abs(shown - img).sum(-1) > 1e-6)
+    assert (torch.from_numpy(changed) == scene["masks"][0]).float().mean() > 0.99
+
+
+def test_viz_rejects_bad_input(scene):
+    with pytest.raises(ValueError, match="labels"):
+        viz.draw_boxes(scene["image"], scene["boxes"], labels=[1])
+    with pytest.raises(ValueError, match="masks"):
+        viz.overlay_masks(scene["image"], torch.zeros(5, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="heatmap"):
+        viz.overlay_heatmap(scene["image"], torch.zeros(3))
+    with pytest.raises(ValueError, match="semantic"):
+        viz.show_semantic(torch.zeros(3), CLASSES)
+    with pytest.raises(ValueError, match="images"):
+        viz.image_grid([])
+
+
+def test_task_outputs_shapes_and_classification_label(scene):
+    out = task_outputs(scene)
+    n = len(scene["labels"])
+    assert output_shapes(scene)["object detection"] == f"boxes [{n}, 4], labels [{n}]"
+    areas = {int(l): 0 for l in scene["labels"]}
+    for m, l in zip(scene["masks"], scene["labels"]):
+        areas[int(l)] += int(m.sum())
+    assert out["classification"]["label"] == max(areas, key=areas.get)
+
+
+def test_tasks_figure_and_its_validation():
+    assert len(tasks_figure(1).axes) == 5
+    assert len(tasks_figure(1, task=TASKS[2]).axes) == 2
+    with pytest.raises(ValueError, match="task"):
+        tasks_figure(1, task="depth")
+
+
+def test_tasks_widget_redraws_and_is_fast():
+    w = tasks_widget()
+    assert set(w.controls) == {"index", "task", "split"}
+    w.controls["index"].value = 7
+    assert w.last_seconds is not None
+    times = time_figure(tasks_figure, [{"index": i, "task": t} for i in range(3) for t in ("all", TASKS[1])])
+    assert statistics.median(times) < 1.0  # the benchmark reports the real figure; this catches blow-ups
