@@ -27,13 +27,13 @@ class ShapeClassifier(nn.Module):
     ``features`` maps to the last convolutional feature map ``[B, 4·width, H/4, W/4]``.
     """
 
-    def __init__(self, num_classes: int = 3, width: int = 32):
+    def __init__(self, num_classes: int = 3, width: int = 16):
         super().__init__()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         w = width
         self.features = nn.Sequential(
-            conv_bn_relu(3, w), conv_bn_relu(w, w), nn.MaxPool2d(2),            # (B, w, H/2, W/2)
+            conv_bn_relu(3, w), nn.MaxPool2d(2),                                # (B, w, H/2, W/2)
             conv_bn_relu(w, 2 * w), conv_bn_relu(2 * w, 2 * w), nn.MaxPool2d(2),  # (B, 2w, H/4, W/4)
             conv_bn_relu(2 * w, 4 * w), conv_bn_relu(4 * w, 4 * w),           # (B, 4w, H/4, W/4)
         )

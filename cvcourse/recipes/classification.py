@@ -37,7 +37,7 @@ def classifier_accuracy(model, split: str = "test", n: int = 1000, batch_size: i
 register(Recipe(
     name="classifier",
     factory=ShapeClassifier,
-    config={"num_classes": len(CLASSES) - 1, "width": 32},
+    config={"num_classes": len(CLASSES) - 1, "width": 16},
     train_data=lambda: classification_data("train", 1_000_000),
     loss=classifier_loss,
     evaluate=classifier_accuracy,
