@@ -1,0 +1,115 @@
+"""A fully convolutional network (FCN) for semantic segmentation.
+
+Downsample for context, upsample for resolution: a small conv backbone shrinks the image by
+``output_stride`` (8 by default) with max pooling, a 1 x 1 convolution scores every class at
+every coarse location, and ONE upsampling step (bilinear, or a learnable transposed conv
+initialised to bilinear, as in Long et al.'s FCN-32s) brings the scores back to H x W.
+The single coarse-to-fine jump is why FCN boundaries are blurry; the U-Net fixes that.
+
+``pad_to_multiple`` is shared with the U-Net: inputs whose size is not a multiple of the
+network's total stride are padded (and the output cropped back) or rejected.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops.upsample import bilinear_padding, bilinear_upsample_weight
+from .classifier import conv_bn_relu  # 3x3 conv (keeps H x W) → BatchNorm → ReLU
+
+__all__ = ["FCN", "pad_to_multiple", "PAD_MODES"]
+
+PAD_MODES = ("pad", "error")
+
+
+def check_images(x: Tensor, name: str = "x") -> None:
+    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a [B, 3, H, W] image batch, got {got}")
+
+
+def check_pad_mode(pad_mode: str) -> str:
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
+    return pad_mode
+
+
+def pad_to_multiple(x: Tensor, stride: int, pad_mode: str = "pad") -> Tuple[Tensor, Tuple[int, int]]:
+    """Make H and W multiples of ``stride`` so that downsampling and upsampling line up.
+
+    Args:
+        x: ``[B, C, H, W]``.
+        stride: the network's total stride (H and W must be multiples of it).
+        pad_mode: "pad" extends the bottom and right borders by reflection (replication
+            when the image is too small to reflect); "error" raises instead.
+
+    Returns:
+        ``(padded [B, C, H', W'], (H, W))``; crop the network's output back with
+        ``out[..., :H, :W]``.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % stride, (-w) % stride
+    if pad_h == 0 and pad_w == 0:
+        return x, (h, w)
+    if check_pad_mode(pad_mode) == "error":
+        raise ValueError(
+            f"input size {h}x{w} is not divisible by the total stride {stride}: inputs must be "
+            f"divisible by {stride} (or pass pad_mode='pad' to pad and crop back)"
+        )
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode), (h, w)
+
+
+class FCN(nn.Module):
+    """Backbone (stride ``output_stride``) → 1 x 1 class scores → one upsampling step.
+
+    Args:
+        num_classes: C (default 4: background, circle, square, triangle).
+        width: channels of the full-resolution stage; each pooling doubles them, up to 4·width.
+        output_stride: total downsampling, a power of two from 2 to 32 (8 by default).
+        upsample: "bilinear" (fixed) or "transposed" (learnable ``ConvTranspose2d``,
+            kernel 2s, stride s, initialised to bilinear interpolation).
+        pad_mode: "pad" or "error" for inputs not divisible by ``output_stride``.
+
+    ``forward(x [B, 3, H, W]) -> [B, C, H, W]`` scores; ``coarse_scores(x)`` gives the
+    ``[B, C, H/s, W/s]`` map before upsampling.
+    """
+
+    def __init__(self, num_classes: int = 4, width: int = 32, output_stride: int = 8,
+                 upsample: str = "bilinear", pad_mode: str = "pad"):
+        super().__init__()
+        if output_stride not in (2, 4, 8, 16, 32):
+            raise ValueError(f"output_stride must be a power of two in [2, 32], got {output_stride!r}")
+        if upsample not in ("bilinear", "transposed"):
+            raise ValueError(f"upsample must be 'bilinear' or 'transposed', got {upsample!r}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        self.total_stride, self.pad_mode = output_stride, check_pad_mode(pad_mode)
+        layers, c = [conv_bn_relu(3, width), conv_bn_relu(width, width)], width  # (B, w, H, W)
+        for i in range(output_stride.bit_length() - 1):  # one pooling stage per factor 2
+            c_next = min(2 * c, 4 * width)
+            layers += [nn.MaxPool2d(2), conv_bn_relu(c, c_next), conv_bn_relu(c_next, c_next)]
+            c = c_next  # after stage i: (B, c, H/2^(i+1), W/2^(i+1))
+        self.backbone = nn.Sequential(*layers)
+        self.classifier = nn.Conv2d(c, num_classes, 1)  # (B, C, H/s, W/s)
+        s = output_stride
+        if upsample == "transposed":
+            self.upsample = nn.ConvTranspose2d(num_classes, num_classes, kernel_size=2 * s,
+                                               stride=s, padding=bilinear_padding(s), bias=False)
+            self.upsample.weight.data.copy_(bilinear_upsample_weight(num_classes, s))
+        else:
+            self.upsample = nn.Upsample(scale_factor=s, mode="bilinear", align_corners=False)
+
+    def coarse_scores(self, x: Tensor) -> Tensor:
+        """Class scores at 1/output_stride resolution, ``[B, C, ceil(H/s), ceil(W/s)]``."""
+        check_images(x)
+        x, _ = pad_to_multiple(x, self.total_stride, self.pad_mode)
+        return self.classifier(self.backbone(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_images(x)
+        x, (h, w) = pad_to_multiple(x, self.total_stride, self.pad_mode)  # (B, 3, H', W')
+        coarse = self.classifier(self.backbone(x))  # (B, C, H'/s, W'/s)
+        return self.upsample(coarse)[..., :h, :w]  # (B, C, H, W)
