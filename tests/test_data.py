@@ -125,7 +125,7 @@ def full_objects(n_scenes, size):
     out = []
     for i in range(n_scenes):
         rng = np.random.default_rng(i)
-        labels, visible, pieces = shapes._layout(rng, 4, size, xx, yy)
+        labels, visible, pieces = shapes._layout(rng, 4, size, xx, yy, shapes.object_size_range(size))
         for label, vis, (win, mask) in zip(labels, visible, pieces):
             full = np.zeros((size, size), bool)
             full[win] = mask
@@ -298,3 +298,23 @@ def test_generation_is_fast():
     for i in range(100):
         make_scene(i)
     assert (time.perf_counter() - start) / 100 < 0.02
+
+
+def test_object_size_range_can_be_chosen_and_is_validated():
+    from cvcourse.data import ShapesDataset, make_scene
+
+    for i in range(20):
+        s = make_scene(i, split="val", size=64, object_size=(20, 30))
+        for box, mask in zip(s["boxes"], s["masks"]):
+            side = float(max(box[2] - box[0], box[3] - box[1]))
+            assert side <= 30 + 1  # visible part of a 20..30 px object
+        assert make_scene(i, split="val", size=64, object_size=None)["image"].equal(
+            make_scene(i, split="val", size=64)["image"])
+    ds = ShapesDataset("val", 4, size=64, view="classification", object_size=(12, 32))
+    assert ds.object_size == (12, 32) and ds[0][0].shape == (3, 64, 64)
+    with pytest.raises(ValueError, match="object_size"):
+        make_scene(0, size=64, object_size=(4, 10))
+    with pytest.raises(ValueError, match="object_size"):
+        make_scene(0, size=64, object_size=(20, 40))
+    with pytest.raises(TypeError, match="object_size"):
+        make_scene(0, size=64, object_size=(10,))

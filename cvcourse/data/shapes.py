@@ -148,16 +148,15 @@ def _shape_outline(rng: np.random.Generator, label: int, d: float) -> np.ndarray
     return v * d / np.max(v.max(0) - v.min(0))  # longest side of its box = d
 
 
-def _sample_object(rng, size, xx, yy):
-    """Draw one shape at a random place fully inside the image.
+def _sample_object(rng, size, xx, yy, size_range):
+    """Draw one shape, its size uniform in `size_range`, at a random place fully inside the image.
 
     Returns:
         label, the object's window (a pair of slices: its box rounded outwards) and
         its full (unoccluded) mask inside that window, (h, w) bool.
     """
     label = int(rng.integers(1, NUM_CLASSES))
-    lo, hi = object_size_range(size)
-    d = rng.uniform(lo, hi)
+    d = rng.uniform(*size_range)
     outline = _shape_outline(rng, label, d)
     c = rng.uniform(d / 2, size - d / 2, 2)  # box centre, keeps the box inside the image
     (x0, y0), (x1, y1) = np.floor(c - d / 2).astype(int), np.ceil(c + d / 2).astype(int)
@@ -169,7 +168,7 @@ def _sample_object(rng, size, xx, yy):
     return label, win, mask
 
 
-def _layout(rng, n, size, xx, yy):
+def _layout(rng, n, size, xx, yy, size_range):
     """Place n objects so that every one keeps enough visible pixels.
 
     Object k is painted over objects 0..k-1; it is redrawn if it would leave any of them
@@ -185,7 +184,7 @@ def _layout(rng, n, size, xx, yy):
         left, need = np.zeros(n, int), np.zeros(n)  # visible pixels now / to keep
         for k in range(n):
             for _ in range(_OBJECT_TRIES):
-                label, win, mask = _sample_object(rng, size, xx, yy)
+                label, win, mask = _sample_object(rng, size, xx, yy, size_range)
                 area = np.count_nonzero(mask)
                 hidden = np.count_nonzero(visible[:k][:, win[0], win[1]] & mask, axis=(1, 2))  # (k,)
                 if area >= MIN_VISIBLE_PIXELS and np.all(left[:k] - hidden >= need[:k]):
@@ -245,6 +244,18 @@ def _check_scene_args(index, split, size, min_objects, max_objects, seed):
         )
 
 
+def _check_object_size(object_size, size: int) -> tuple[int, int]:
+    if object_size is None:
+        return object_size_range(size)
+    try:
+        lo, hi = (_as_int("object_size", v) for v in object_size)
+    except (TypeError, ValueError):
+        raise TypeError(f"object_size must be a pair of ints (lo, hi), got {object_size!r}") from None
+    if not 6 <= lo <= hi <= size // 2:
+        raise ValueError(f"object_size must satisfy 6 <= lo <= hi <= size // 2 = {size // 2}, got {object_size!r}")
+    return lo, hi
+
+
 def masks_to_boxes_xyxy(masks) -> torch.Tensor:
     """Tight boxes of boolean masks in the pixel-edge convention.
 
@@ -272,7 +283,7 @@ def masks_to_boxes_xyxy(masks) -> torch.Tensor:
 
 
 def make_scene(index: int, split: str = "train", size: int = 128, min_objects: int = 1,
-               max_objects: int = 4, seed: int = 0) -> dict:
+               max_objects: int = 4, seed: int = 0, object_size: tuple[int, int] | None = None) -> dict:
     """Generate one shapes scene, deterministically from (split, seed, index).
 
     The random stream is ``np.random.default_rng((SPLIT_ID[split], seed, index))``, so the
@@ -284,6 +295,8 @@ def make_scene(index: int, split: str = "train", size: int = 128, min_objects: i
         size: image side S in pixels, >= 32.
         min_objects, max_objects: the object count is uniform in this range (0..8).
         seed: >= 0, selects another family of scenes.
+        object_size: (lo, hi) range of object sizes in pixels (longest side of the
+          unoccluded box); None means :func:`object_size_range` of `size`.
     Returns:
         dict with
           ``"image"``: float32 (3, S, S) in [0, 1];
@@ -296,11 +309,12 @@ def make_scene(index: int, split: str = "train", size: int = 128, min_objects: i
         Instances are in painting order (the last one is on top).
     """
     _check_scene_args(index, split, size, min_objects, max_objects, seed)
+    size_range = _check_object_size(object_size, size)
     rng = np.random.default_rng((SPLIT_ID[split], seed, index))
     xx, yy = _pixel_centres(size)  # (S, S) each
     image = _background(rng, size)  # (3, S, S) float32
     n = int(rng.integers(min_objects, max_objects + 1))
-    labels, masks, pieces = _layout(rng, n, size, xx, yy)  # (N,), (N, S, S), N x (window, mask)
+    labels, masks, pieces = _layout(rng, n, size, xx, yy, size_range)  # (N,), (N, S, S), N x (window, mask)
     semantic = np.zeros((size, size), np.int64)
     colours = np.zeros((n, 3))
     for k, (label, (win, mask)) in enumerate(zip(labels, pieces)):  # later objects occlude
@@ -337,11 +351,12 @@ class ShapesDataset(Dataset):
           "scene"/"segmentation" views and 1 for "single"/"classification", which require
           exactly one object.
         seed: scene family, see :func:`make_scene`.
+        object_size: object size range, see :func:`make_scene`.
     """
 
     def __init__(self, split: str = "train", length: int = 1000, size: int = 128,
                  view: str = "scene", min_objects: int = 1, max_objects: int | None = None,
-                 seed: int = 0):
+                 seed: int = 0, object_size: tuple[int, int] | None = None):
         if view not in VIEWS:
             raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
         one_object = view in ("single", "classification")
@@ -355,6 +370,7 @@ class ShapesDataset(Dataset):
         if _as_int("length", length) < 0:
             raise ValueError(f"length must be >= 0, got {length}")
         _check_scene_args(0, split, size, min_objects, max_objects, seed)
+        self.object_size = _check_object_size(object_size, size)
         self.split, self.length, self.size, self.view = split, length, size, view
         self.min_objects, self.max_objects, self.seed = min_objects, max_objects, seed
 
@@ -366,7 +382,8 @@ class ShapesDataset(Dataset):
         i = operator.index(i)
         if not 0 <= i < self.length:
             raise IndexError(f"index {i} out of range for a ShapesDataset of length {self.length}")
-        return make_scene(i, self.split, self.size, self.min_objects, self.max_objects, self.seed)
+        return make_scene(i, self.split, self.size, self.min_objects, self.max_objects, self.seed,
+                          self.object_size)
 
     def __getitem__(self, i: int):
         s = self.scene(i)
