@@ -13,6 +13,26 @@ from .boxes import (
     nms,
     remove_small_boxes,
 )
+from .anchors import (
+    AnchorGenerator,
+    AnchorLabels,
+    BalancedPositiveNegativeSampler,
+    Matcher,
+    anchors_for,
+    cell_anchors,
+    label_anchors,
+)
+from .roi import (
+    AlignSamples,
+    RoIAlign,
+    RoIPool,
+    SnappingError,
+    bilinear_sample_points,
+    roi_align,
+    roi_pool,
+    roi_pool_bins,
+    roi_pool_snapping_error,
+)
 from .upsample import (
     bed_of_nails,
     bilinear_upsample_weight,
@@ -28,6 +48,12 @@ __all__ = [
     # boxes
     "BOX_FORMATS", "BoxCoder", "batched_nms", "box_area", "box_convert", "box_iou",
     "clip_boxes_to_image", "generalized_box_iou", "nms", "remove_small_boxes",
+    # anchors and matching
+    "AnchorGenerator", "AnchorLabels", "BalancedPositiveNegativeSampler", "Matcher", "anchors_for",
+    "cell_anchors", "label_anchors",
+    # regions of interest
+    "AlignSamples", "RoIAlign", "RoIPool", "SnappingError", "bilinear_sample_points", "roi_align",
+    "roi_pool", "roi_pool_bins", "roi_pool_snapping_error",
     # upsampling
     "bed_of_nails", "bilinear_upsample_weight", "conv2d_matrix", "conv_transpose2d",
     "conv_transpose2d_matrix", "max_pool2d_with_indices", "max_unpool2d", "nearest_upsample",
