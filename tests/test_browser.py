@@ -52,13 +52,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-# Upstream bug, harmless, tolerated until fixed: Sphinx 7.4's HTML builder adds inline
-# scripts registered during reading twice (`None` vs `''` filename in
-# StandaloneHTMLBuilder.prepare_writing), so sphinx-thebe's `const THEBE_JS_URL = ...` runs
-# twice and the second copy throws (the first one defined everything thebe needs).
-KNOWN_UPSTREAM_ERRORS = [
-    re.compile(r"^JavaScript exception: Identifier 'THEBE_JS_URL' has already been declared$")
-]
 SLIDER_MODELS = re.compile(r"(Int|Float|FloatLog|Selection)(Range)?SliderModel$")
 TIMES = {}
 
@@ -339,7 +332,6 @@ def test_every_page_of_the_table_of_contents_was_built(book_html):
 @pytest.mark.parametrize("name", PAGES)
 def test_page_works_offline(visit, book_html, name):
     problems, facts = visit(name)
-    problems = [p for p in problems if not any(k.search(p) for k in KNOWN_UPSTREAM_ERRORS)]
     assert facts is not None, "\n".join(problems)
     if facts["math"]:
         if facts["mathjaxVersion"] != MATHJAX_VERSION:
