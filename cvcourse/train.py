@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping, Sequence
@@ -189,6 +190,13 @@ def fit(
     return hist
 
 
+def _load_average() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def train_recipe(name: str, *, steps: int | None = None, out_dir=None, device=None,
                  progress: bool = True, evaluate: bool = True) -> dict:
     """Train the recipe `name` and save its checkpoint and manifest entry.
@@ -202,6 +210,7 @@ def train_recipe(name: str, *, steps: int | None = None, out_dir=None, device=No
     steps = recipe.steps if steps is None else steps
     torch.manual_seed(recipe.seed)
     model = recipe.build()  # built after seeding, so weights are reproducible
+    load_before = _load_average()
     hist = fit(model, recipe.train_data(), recipe.loss, steps=steps, batch_size=recipe.batch_size,
                lr=recipe.lr, weight_decay=recipe.weight_decay, warmup=recipe.warmup,
                grad_clip=recipe.grad_clip, collate_fn=recipe.collate_fn, device=device,
@@ -211,6 +220,8 @@ def train_recipe(name: str, *, steps: int | None = None, out_dir=None, device=No
         "config": recipe.config, "seed": recipe.seed, "steps": steps,
         "batch_size": recipe.batch_size, "lr": recipe.lr,
         "train_seconds": round(hist.seconds, 1), "hardware": _device.describe(hist.device),
+        # other processes slow a shared CPU down: the 1-minute load average before/after
+        "load_average": [load_before, _load_average()],
         "torch": torch.__version__, "final_loss": round(hist.smoothed()[-1], 5),
         "metrics": {k: round(float(v), 5) for k, v in metrics.items()}, "bar": recipe.bar,
     })
