@@ -1,0 +1,122 @@
+"""Faster R-CNN, our own: backbone -> Region Proposal Network -> RoI heads.
+
+A two-stage detector. One backbone pass computes a shared feature map; the RPN (first
+stage, ``rpn.py``) proposes regions from anchors; the RoI heads (second stage,
+``roi_heads.py``) classify each proposal and refine its box from RoI-Aligned features.
+Training sums four losses with torchvision's names: ``loss_objectness``,
+``loss_rpn_box_reg`` (RPN) and ``loss_classifier``, ``loss_box_reg`` (heads).
+
+The interface is torchvision's detection interface: ``model(images, targets)`` returns the
+loss dict in training mode, ``model(images)`` a list of ``{"boxes", "scores", "labels"}``
+in eval mode, so ``fit(model, data, lambda m, b: m(*b), collate_fn=detection_collate)``
+trains it. Labels are 1..num_classes; 0 is background.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+from torch import Tensor, nn
+
+from ..ops.anchors import AnchorGenerator
+from .classifier import Standardize, conv_bn_relu
+from .roi_heads import RoIHeads
+from .rpn import RegionProposalNetwork, RPNHead
+
+__all__ = ["FasterRCNN", "conv_backbone"]
+
+
+def conv_backbone(width: int = 32, stride: int = 8) -> nn.Sequential:
+    """Standardize, then conv-BN-ReLU stages with 2x2 max pools: out channels 4w, stride 8 or 16."""
+    if stride not in (8, 16):
+        raise ValueError(f"stride must be 8 or 16, got {stride}")
+    w = width
+    layers = [Standardize(),
+              conv_bn_relu(3, w), nn.MaxPool2d(2),                                  # /2
+              conv_bn_relu(w, 2 * w), conv_bn_relu(2 * w, 2 * w), nn.MaxPool2d(2),  # /4
+              conv_bn_relu(2 * w, 4 * w), conv_bn_relu(4 * w, 4 * w), nn.MaxPool2d(2)]  # /8
+    if stride == 16:
+        layers += [conv_bn_relu(4 * w, 4 * w), nn.MaxPool2d(2)]                    # /16
+    layers += [conv_bn_relu(4 * w, 4 * w)]
+    return nn.Sequential(*layers)
+
+
+def _check_inputs(images, targets, training: bool) -> None:
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be a Tensor[B, 3, H, W], got {got}")
+    if not training:
+        return
+    if targets is None:
+        raise ValueError("targets must be given in training mode (a list of dicts with "
+                         "'boxes' [N, 4] and 'labels' [N]); call model.eval() to predict")
+    if len(targets) != len(images):
+        raise ValueError(f"targets must have one dict per image, got {len(targets)} "
+                         f"for {len(images)} images")
+    for i, t in enumerate(targets):
+        boxes = t.get("boxes") if isinstance(t, dict) else None
+        if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
+            got = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
+            raise ValueError(f"targets[{i}]['boxes'] must be a Tensor[N, 4] xyxy, got {got}")
+        bad = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        if bool(bad.any()):
+            j = int(bad.nonzero()[0, 0])
+            raise ValueError(f"targets[{i}]['boxes'] must be xyxy with x2 > x1 and y2 > y1, "
+                             f"box {j} is {boxes[j].tolist()}")
+        if len(t.get("labels", ())) != len(boxes):
+            raise ValueError(f"targets[{i}]['labels'] must have one label per box ({len(boxes)})")
+
+
+class FasterRCNN(nn.Module):
+    """Faster R-CNN with a small conv backbone, one feature map, RoI Align (or Pool) heads.
+
+    Args:
+        num_classes: object classes, background excluded (3 shapes).
+        width: backbone width (feature channels 4 * width). stride: 8 or 16.
+        anchor_sizes, aspect_ratios: the anchors at every feature cell.
+        pooler: ``"align"`` or ``"pool"``. Other keyword arguments go to the RPN
+            (``rpn_*``) and the heads (``box_*``), as in torchvision.
+    """
+
+    def __init__(self, num_classes: int = 3, width: int = 24, stride: int = 8,
+                 anchor_sizes: Sequence[float] = (16, 32, 64),
+                 aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), pooler: str = "align",
+                 representation_size: int = 128,
+                 rpn_pre_nms_top_n_train: int = 1000, rpn_post_nms_top_n_train: int = 300,
+                 rpn_pre_nms_top_n_test: int = 500, rpn_post_nms_top_n_test: int = 100,
+                 rpn_nms_thresh: float = 0.7, rpn_batch_size_per_image: int = 256,
+                 box_batch_size_per_image: int = 128, box_score_thresh: float = 0.05,
+                 box_nms_thresh: float = 0.5, box_detections_per_img: int = 100):
+        super().__init__()
+        self.backbone = conv_backbone(width, stride)
+        channels = 4 * width
+        anchors = AnchorGenerator((tuple(anchor_sizes),), (tuple(aspect_ratios),))
+        self.rpn = RegionProposalNetwork(
+            anchors, RPNHead(channels, anchors.num_anchors_per_location()[0]),
+            batch_size_per_image=rpn_batch_size_per_image,
+            pre_nms_top_n={"training": rpn_pre_nms_top_n_train, "testing": rpn_pre_nms_top_n_test},
+            post_nms_top_n={"training": rpn_post_nms_top_n_train,
+                            "testing": rpn_post_nms_top_n_test},
+            nms_thresh=rpn_nms_thresh)
+        self.roi_heads = RoIHeads(channels, stride, num_classes, pooler,
+                                  representation_size=representation_size,
+                                  batch_size_per_image=box_batch_size_per_image,
+                                  score_thresh=box_score_thresh, nms_thresh=box_nms_thresh,
+                                  detections_per_img=box_detections_per_img)
+
+    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
+        """Args: images [B, 3, H, W] in [0, 1]; targets: per image {"boxes", "labels"}.
+
+        Returns:
+            training: {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"};
+            eval: per image {"boxes" [D, 4] xyxy, "scores" [D], "labels" [D] in 1..C}.
+        """
+        _check_inputs(images, targets, self.training)
+        if targets is not None:
+            targets = [{"boxes": t["boxes"].to(images), "labels": t["labels"].to(images.device)}
+                       for t in targets]
+        features = self.backbone(images)                               # (B, 4w, H/s, W/s)
+        proposals, rpn_losses = self.rpn(images, features, targets)    # B x (K, 4)
+        detections, head_losses = self.roi_heads(features, proposals, tuple(images.shape[-2:]),
+                                                 targets)
+        return {**rpn_losses, **head_losses} if self.training else detections

@@ -1,0 +1,172 @@
+"""The second stage of Faster R-CNN: classify each proposal and refine its box.
+
+Each proposal is cut out of the *shared* feature map with RoI Align (or RoI Pool, to
+compare) into a fixed 7x7 grid, flattened, and passed through two fully connected layers;
+then one linear layer scores C + 1 classes (0 = background) and another predicts one set of
+box deltas per class. Training matches proposals (plus the ground-truth boxes themselves)
+to the ground truth at IoU 0.5, samples 128 per image (at most a quarter positive) and
+sums cross-entropy and smooth-L1 (beta 1/9, on the true class's deltas only), as
+torchvision's ``fastrcnn_loss``. Inference: softmax, decode per class, clip, threshold,
+drop small boxes, per-class NMS, keep the best detections.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops.anchors import BalancedPositiveNegativeSampler, Matcher
+from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from ..ops.roi import roi_align, roi_pool
+
+__all__ = ["RoIHeads", "TwoMLPHead", "fastrcnn_loss", "postprocess_detections",
+           "proposal_targets"]
+
+
+class TwoMLPHead(nn.Module):
+    """Flatten the pooled RoI features and apply two FC layers with ReLU."""
+
+    def __init__(self, in_features: int, representation_size: int):
+        super().__init__()
+        self.fc6 = nn.Linear(in_features, representation_size)
+        self.fc7 = nn.Linear(representation_size, representation_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.fc7(F.relu(self.fc6(x.flatten(1)))))  # (K, R)
+
+
+def fastrcnn_loss(class_logits: Tensor, box_deltas: Tensor, labels: Tensor,
+                  regression_targets: Tensor) -> Tuple[Tensor, Tensor]:
+    """Cross-entropy over all sampled RoIs; smooth-L1 on the deltas of each positive's class.
+
+    Args: class_logits [K, C+1]; box_deltas [K, 4(C+1)]; labels [K]; regression_targets [K, 4].
+    """
+    classification = F.cross_entropy(class_logits, labels)
+    pos = torch.where(labels > 0)[0]
+    deltas = box_deltas.reshape(len(box_deltas), -1, 4)[pos, labels[pos]]  # (P, 4)
+    box = F.smooth_l1_loss(deltas, regression_targets[pos], beta=1 / 9,
+                           reduction="sum") / max(labels.numel(), 1)
+    return classification, box
+
+
+def proposal_targets(proposals: List[Tensor], targets: List[Dict[str, Tensor]], matcher: Matcher,
+                     box_coder: BoxCoder) -> Tuple[List[Tensor], List[Tensor]]:
+    """Label each proposal by its best ground truth and encode the box it should move to.
+
+    Args:
+        proposals: per image Tensor[K, 4] xyxy. targets: per image {"boxes" [G, 4], "labels" [G]}.
+        matcher: e.g. ``Matcher(0.5, 0.5)``: IoU >= 0.5 is that object, below is background.
+
+    Returns:
+        (labels, regression_targets): per image int64 [K] (0 background, -1 ignored by the
+        matcher's middle band) and [K, 4] deltas to the matched box (zeros for background).
+    """
+    labels, deltas = [], []
+    for p, t in zip(proposals, targets):
+        gt = t["boxes"].to(p)
+        matches = matcher(box_iou(gt, p))                               # (K,) gt index, -1 or -2
+        if len(gt):
+            lab = t["labels"].to(p.device)[matches.clamp(min=0)]
+            d = box_coder.encode(gt[matches.clamp(min=0)], p)
+        else:
+            lab, d = torch.zeros_like(matches), torch.zeros_like(p)
+        lab = torch.where(matches >= 0, lab, torch.zeros_like(lab))
+        lab[matches == Matcher.BETWEEN_THRESHOLDS] = -1
+        labels.append(lab)
+        deltas.append(torch.where(lab[:, None] > 0, d, torch.zeros_like(d)))  # (K, 4)
+    return labels, deltas
+
+
+def postprocess_detections(class_logits: Tensor, box_deltas: Tensor, proposals: List[Tensor],
+                           image_size: Tuple[int, int], box_coder: BoxCoder,
+                           score_thresh: float = 0.05, nms_thresh: float = 0.5,
+                           detections_per_img: int = 100,
+                           min_size: float = 1e-2) -> List[Dict[str, Tensor]]:
+    """Scores and class-specific boxes of every RoI -> per image {"boxes", "scores", "labels"}.
+
+    Softmax, decode each class's deltas, clip, drop scores <= `score_thresh` and tiny boxes,
+    NMS per class, keep the best `detections_per_img`. Background (class 0) is never output.
+    """
+    num_classes = class_logits.shape[1]
+    boxes = box_coder.decode(box_deltas, torch.cat(proposals)).view(-1, num_classes, 4)
+    boxes = clip_boxes_to_image(boxes, image_size)                  # (K, C+1, 4)
+    scores = class_logits.softmax(-1)                               # (K, C+1)
+    results, counts = [], [len(p) for p in proposals]
+    for b, s in zip(boxes.split(counts), scores.split(counts)):     # a loop over images
+        labels = torch.arange(num_classes, device=s.device).expand_as(s)
+        b, s, labels = b[:, 1:].reshape(-1, 4), s[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
+        keep = torch.where(s > score_thresh)[0]
+        b, s, labels = b[keep], s[keep], labels[keep]
+        keep = remove_small_boxes(b, min_size)
+        b, s, labels = b[keep], s[keep], labels[keep]
+        keep = batched_nms(b, s, labels, nms_thresh)[:detections_per_img]
+        results.append({"boxes": b[keep], "scores": s[keep], "labels": labels[keep]})
+    return results
+
+
+class RoIHeads(nn.Module):
+    """RoI pooling + box head + predictor, with training targets and postprocessing.
+
+    Args:
+        in_channels: channels of the feature map; stride: image pixels per feature cell.
+        num_classes: object classes (background excluded; the predictor has num_classes + 1).
+        pooler: ``"align"`` (RoI Align, aligned=True) or ``"pool"`` (RoI Pool).
+        output_size: pooled grid (7); representation_size: the two FC layers' width.
+    """
+
+    def __init__(self, in_channels: int, stride: int, num_classes: int = 3, pooler: str = "align",
+                 output_size: int = 7, representation_size: int = 256,
+                 fg_iou_thresh: float = 0.5, bg_iou_thresh: float = 0.5,
+                 batch_size_per_image: int = 128, positive_fraction: float = 0.25,
+                 score_thresh: float = 0.05, nms_thresh: float = 0.5,
+                 detections_per_img: int = 100, min_size: float = 1e-2):
+        super().__init__()
+        if pooler not in ("align", "pool"):
+            raise ValueError(f"pooler must be 'align' or 'pool', got {pooler!r}")
+        self.pooler, self.output_size, self.spatial_scale = pooler, output_size, 1.0 / stride
+        self.box_head = TwoMLPHead(in_channels * output_size**2, representation_size)
+        self.cls_score = nn.Linear(representation_size, num_classes + 1)
+        self.bbox_pred = nn.Linear(representation_size, 4 * (num_classes + 1))
+        self.box_coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+        self.matcher = Matcher(fg_iou_thresh, bg_iou_thresh, allow_low_quality_matches=False)
+        self.sampler = BalancedPositiveNegativeSampler(batch_size_per_image, positive_fraction)
+        self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
+        self.detections_per_img, self.min_size = detections_per_img, min_size
+
+    def pool(self, features: Tensor, proposals: List[Tensor]) -> Tensor:
+        """Fixed-size features for every proposal: [sum K_i, C, 7, 7]."""
+        if self.pooler == "align":
+            return roi_align(features, proposals, self.output_size, self.spatial_scale,
+                             sampling_ratio=2, aligned=True)
+        return roi_pool(features, proposals, self.output_size, self.spatial_scale)
+
+    def select_training_samples(self, proposals: List[Tensor], targets: List[Dict[str, Tensor]]):
+        """Append the gt boxes, match at IoU 0.5, sample; per image proposals, labels, deltas."""
+        proposals = [torch.cat([p, t["boxes"].to(p)]) for p, t in zip(proposals, targets)]
+        labels, deltas = proposal_targets(proposals, targets, self.matcher, self.box_coder)
+        pos, neg = self.sampler(labels)
+        keep = [torch.where(p.bool() | n.bool())[0] for p, n in zip(pos, neg)]
+        return ([p[k] for p, k in zip(proposals, keep)], [lab[k] for lab, k in zip(labels, keep)],
+                [d[k] for d, k in zip(deltas, keep)])
+
+    def postprocess(self, class_logits: Tensor, box_deltas: Tensor, proposals: List[Tensor],
+                    image_size: Tuple[int, int]) -> List[Dict[str, Tensor]]:
+        return postprocess_detections(class_logits, box_deltas, proposals, image_size,
+                                      self.box_coder, self.score_thresh, self.nms_thresh,
+                                      self.detections_per_img, self.min_size)
+
+    def forward(self, features: Tensor, proposals: List[Tensor], image_size: Tuple[int, int],
+                targets: Optional[List[Dict[str, Tensor]]] = None):
+        """Returns (detections, losses): detections in eval mode, losses in training."""
+        if self.training:
+            proposals, labels, regression_targets = self.select_training_samples(proposals, targets)
+        x = self.box_head(self.pool(features, proposals))           # (K, R)
+        class_logits, box_deltas = self.cls_score(x), self.bbox_pred(x)  # (K, C+1), (K, 4(C+1))
+        if self.training:
+            cls, box = fastrcnn_loss(class_logits, box_deltas, torch.cat(labels),
+                                     torch.cat(regression_targets))
+            return [], {"loss_classifier": cls, "loss_box_reg": box}
+        return self.postprocess(class_logits, box_deltas, proposals, image_size), {}
