@@ -99,11 +99,19 @@ def bench_ops(repeat: int) -> list[Row]:
 
 # Each widget's pure figure function with a few settings a reader would try.
 def widget_cases():
-    from cvcourse.widgets import tasks
+    from cvcourse.widgets import segmentation, tasks, upsampling
 
     return {
         "tasks (scene × task)": (tasks.tasks_figure, [{"index": i, "task": t}
                                                       for i in range(4) for t in ("all", *tasks.TASKS)]),
+        "transposed convolution explorer (k × stride × position)": (
+            upsampling.conv_transpose_figure,
+            [{"kernel_size": k, "stride": s, "padding": p, "step": step}
+             for k, s, p in ((3, 2, 0), (4, 2, 1), (5, 3, 1)) for step in (1, 5, 9)]),
+        "upsampling comparison (factor × input)": (
+            upsampling.upsampling_figure, [{"scale": s, "seed": i} for s in (2, 3, 4) for i in range(3)]),
+        "segmentation prediction browser (U-Net vs no skips)": (
+            segmentation.prediction_figure, [{"index": i} for i in range(12)]),
     }
 
 

@@ -51,6 +51,7 @@ def register(recipe: Recipe) -> Recipe:
 def _load_all() -> None:
     # Each chapter's module registers its recipes when imported.
     from . import classification  # noqa: F401
+    from . import segmentation  # noqa: F401
 
 
 def names() -> list[str]:

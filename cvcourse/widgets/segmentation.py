@@ -1,0 +1,176 @@
+"""Chapters on semantic segmentation: sliding window, FCN and U-Net.
+
+- `sliding_window_cost_figure`: multiply-adds per layer, patch by patch vs in one pass.
+- `prediction_figure` / `prediction_widget`: held-out scenes, ground truth, shipped models'
+  predictions and where each one is wrong (models loaded and predictions cached once).
+
+The upsampling chapter's figures and widgets (transposed-convolution explorer, upsampling
+comparison, checkerboard artifacts) are in `cvcourse.widgets.upsampling` and re-exported
+here, so every segmentation widget can be imported from this module.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+from matplotlib import colors as mcolors
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+from .. import viz
+from ..data import CLASSES, NUM_CLASSES
+from .upsampling import (UPSAMPLERS, annotated_grid, checkerboard_figure, checkerboard_scores,  # noqa: F401
+                         checkerboard_strength, conv_transpose_figure, conv_transpose_widget,
+                         message_figure, panel_strip, upsampling_figure, upsampling_outputs, upsampling_widget)
+
+__all__ = [
+    "held_out_predictions", "per_scene_boundary_f1", "prediction_figure", "prediction_widget",
+    "layer_multiply_adds", "sliding_window_cost_figure",
+    "conv_transpose_figure", "conv_transpose_widget", "upsampling_outputs", "upsampling_figure",
+    "upsampling_widget", "checkerboard_strength", "checkerboard_scores", "checkerboard_figure",
+    "UPSAMPLERS", "annotated_grid", "panel_strip", "message_figure",
+]
+
+
+# ------------------------------------------------------------------------ sliding window cost
+def layer_multiply_adds(model, height: int, width: int) -> list[dict]:
+    """Multiply-adds of each layer of a `PatchClassifier`, patch by patch vs in one pass.
+
+    Returns:
+        one dict per layer (FC layers counted as the convolutions they equal) with "layer",
+        "sliding_window" and "fully_convolutional" multiply-adds for an ``height x width``
+        image; their sums equal ``model.multiply_adds(height, width)``.
+    """
+    from ..models.sliding_window import _stack_multiply_adds
+
+    layers, p = model._layer_specs(), model.patch_size
+    names = [f"conv{k}×{k} {cin}→{cout}" for cin, cout, k in layers[:-2]] + \
+            [f"fc {layers[-2][0]}·{layers[-2][2]}²→{layers[-2][1]}", f"fc {layers[-1][0]}→{layers[-1][1]}"]
+    rows = []
+    for n in range(1, len(layers) + 1):  # cost of layer n = cost of the first n layers - first n-1
+        def upto(h, w, n=n):
+            return _stack_multiply_adds(layers[:n], h, w) - _stack_multiply_adds(layers[:n - 1], h, w)
+        rows.append({"layer": names[n - 1], "sliding_window": height * width * upto(p, p),
+                     "fully_convolutional": upto(height + p - 1, width + p - 1)})
+    return rows
+
+
+def sliding_window_cost_figure(model, height: int = 64, width: int = 64) -> Figure:
+    """Bar chart of each layer's multiply-adds for one image: sliding window vs one pass."""
+    rows = layer_multiply_adds(model, height, width)
+    fig = Figure(figsize=(7, 3), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    sw = np.array([r["sliding_window"] for r in rows], dtype=float)
+    fc = np.array([r["fully_convolutional"] for r in rows], dtype=float)
+    ax.bar(x - 0.2, sw, 0.4, label="sliding window (one patch per pixel)", color="#e6194b")
+    ax.bar(x + 0.2, fc, 0.4, label="fully convolutional (one pass)", color="#4363d8")
+    for xi, a, b in zip(x, sw, fc):
+        ax.text(xi, max(a, b) * 1.3, f"×{a / b:.0f}", ha="center", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylim(top=max(sw.max(), fc.max()) * 5)
+    ax.set_xticks(x, [r["layer"] for r in rows], fontsize=7)
+    ax.set_ylabel("multiply-adds")
+    ax.set_title(f"cost of labelling one {height}×{width} image, per layer (ratio above the bars)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    return fig
+
+
+# -------------------------------------------------------------------------- predictions
+@lru_cache(maxsize=8)
+def held_out_predictions(models: tuple = ("unet", "unet_noskip"), split: str = "test", n: int = 200) -> dict:
+    """Shipped models' predictions on the first `n` held-out scenes, computed once and cached.
+
+    Returns:
+        dict with "images" ``[n, 3, 64, 64]``, "target" ``[n, 64, 64]`` and one ``[n, 64, 64]``
+        prediction per model name.
+    """
+    from .. import pretrained
+    from ..recipes.segmentation import held_out, predict
+
+    images, target = held_out(split, n)
+    out = {"images": images, "target": target}
+    for name in models:
+        out[name] = predict(pretrained.load(name), images)
+    return out
+
+
+def per_scene_boundary_f1(pred: torch.Tensor, target: torch.Tensor, tolerance: float | None = None) -> torch.Tensor:
+    """Boundary F1 of each scene, ``[n]`` (the metric averages these); the tolerance defaults
+    to the recipes' `BOUNDARY_TOLERANCE`."""
+    from ..metrics import boundary_f1
+    from ..recipes.segmentation import BOUNDARY_TOLERANCE
+
+    tol = BOUNDARY_TOLERANCE if tolerance is None else tolerance
+    return torch.stack([boundary_f1(p, t, NUM_CLASSES, tol) for p, t in zip(pred, target)])
+
+
+ERROR_COLORS = ["#f2f2f2", "#f58231", "#4363d8", "#e6194b"]  # both right, only A wrong, only B wrong, both
+
+
+def _rgb(labels: torch.Tensor, colors) -> np.ndarray:
+    """``[H, W]`` integer labels as an ``[H, W, 3]`` image, label k in ``colors[k]``."""
+    table = np.array([mcolors.to_rgb(c) for c in colors])
+    return table[labels.numpy()]
+
+
+def _panel(ax, rgb: np.ndarray, at: tuple, title: str) -> None:
+    x0, y0 = at
+    h, w = rgb.shape[:2]
+    ax.imshow(rgb, interpolation="nearest", extent=(x0 - 0.5, x0 + w - 0.5, y0 + h - 0.5, y0 - 0.5))
+    ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, edgecolor="#999999", linewidth=0.6))
+    ax.text(x0 + w / 2 - 0.5, y0 - 1.5, title, ha="center", va="bottom", fontsize=8)
+
+
+def prediction_figure(index=0, models: tuple = ("unet", "unet_noskip"), split: str = "test",
+                      n: int = 200) -> Figure:
+    """Held-out scene(s) `index` (an int or a list of ints, one row each): image, ground truth,
+    each model's prediction with its boundary F1 and number of wrong pixels on that scene,
+    and (for two models) an error map of where only the first, only the second, or both are
+    wrong."""
+    indices = [index] if isinstance(index, int) else list(index)
+    if not indices or any(not isinstance(i, int) or not 0 <= i < n for i in indices):
+        raise ValueError(f"index must be an int (or list of ints) in [0, {n}), got {index!r}")
+    data = held_out_predictions(tuple(models), split, n)
+    two = len(models) == 2
+    size = data["target"].shape[-1]
+    # one Axes for all panels: several times quicker to redraw than one Axes per panel
+    fig, ax, places, _ = panel_strip([(size, size)] * (2 + len(models) + two), gap=size / 8, cell=2.1 / size,
+                                     max_width=11.0, rows=len(indices), bottom=0.25)
+    ncols = len(places) // len(indices)
+    for r, i in enumerate(indices):
+        at = places[r * ncols:(r + 1) * ncols]
+        target = data["target"][i]
+        _panel(ax, viz.to_numpy_image(data["images"][i]), at[0], f"{split} scene {i}")
+        _panel(ax, _rgb(target, viz.CLASS_COLORS), at[1], "ground truth")
+        wrong = []
+        for place, name in zip(at[2:], models):
+            pred = data[name][i]
+            bf1 = float(per_scene_boundary_f1(pred[None], target[None])[0])
+            wrong.append(pred != target)
+            _panel(ax, _rgb(pred, viz.CLASS_COLORS), place,
+                   f"{name}: {int(wrong[-1].sum())} px wrong\nboundary F1 {bf1:.2f}")
+        if two:
+            code = wrong[0].long() + 2 * wrong[1].long()  # 0 both right, 1 only A, 2 only B, 3 both
+            _panel(ax, _rgb(code, ERROR_COLORS), at[-1], "where each is wrong")
+    fig.legend(handles=[Patch(color=viz.CLASS_COLORS[c], label=name) for c, name in enumerate(CLASSES)],
+               loc="lower left", ncol=len(CLASSES), fontsize=7, frameon=False)
+    if two:
+        labels = [f"only {models[0]} wrong", f"only {models[1]} wrong", "both wrong"]
+        fig.legend(handles=[Patch(color=c, label=lab) for c, lab in zip(ERROR_COLORS[1:], labels)],
+                   loc="lower right", ncol=3, fontsize=7, frameon=False)
+    return fig
+
+
+def prediction_widget(models: tuple = ("unet", "unet_noskip"), split: str = "test", n: int = 200):
+    """Browse held-out scenes; shows `prediction_figure` (predictions are cached)."""
+    import ipywidgets as W
+
+    from . import interactive_figure
+
+    return interactive_figure(prediction_figure, {
+        "index": W.IntSlider(value=0, min=0, max=n - 1, description="scene"),
+        "models": W.fixed(tuple(models)), "split": W.fixed(split), "n": W.fixed(n),
+    })
