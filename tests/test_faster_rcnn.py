@@ -9,14 +9,7 @@ from cvcourse.ops.anchors import anchors_for
 
 LOSSES = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tiny models run faster on one thread, and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(n=2, size=64):

@@ -7,14 +7,7 @@ from cvcourse.data import ShapesDataset, detection_collate
 from cvcourse.models.localizer import (SingleObjectLocalizer, decode_boxes, encode_boxes,
                                        localization_loss)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tiny models run faster on one thread, and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(n=4, size=64):

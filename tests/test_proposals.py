@@ -6,14 +6,7 @@ import torch
 
 from cvcourse.proposals import _adjacent_pairs, _histograms, propose, proposal_recall, recall_curve
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tiny models run faster on one thread, and far faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_adjacent_pairs_from_shifted_label_maps():
