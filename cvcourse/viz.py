@@ -41,11 +41,13 @@ def subplots(nrows: int = 1, ncols: int = 1, size: float = 3.0, **kw) -> tuple[F
 
 
 def to_numpy_image(image) -> np.ndarray:
-    """A ``[3,H,W]`` / ``[H,W,3]`` / ``[H,W]`` tensor or array as an ``[H,W,(3)]`` float array."""
-    if torch.is_tensor(image):
+    """A ``[3,H,W]`` / ``[H,W]`` tensor, or a ``[H,W,3]`` / ``[3,H,W]`` / ``[H,W]`` array, as an
+    ``[H,W,(3)]`` float array. A 3-D tensor is always channels-first (torch's convention)."""
+    channels_first = torch.is_tensor(image)
+    if channels_first:
         image = image.detach().float().cpu().numpy()
     image = np.asarray(image, dtype=np.float32)
-    if image.ndim == 3 and image.shape[0] in (1, 3) and image.shape[-1] not in (1, 3):
+    if image.ndim == 3 and image.shape[0] in (1, 3) and (channels_first or image.shape[-1] not in (1, 3)):
         image = image.transpose(1, 2, 0)
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]

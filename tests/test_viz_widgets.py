@@ -1,6 +1,7 @@
 import io
 import statistics
 
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -86,3 +87,12 @@ def test_tasks_widget_redraws_and_is_fast():
     assert w.last_seconds is not None
     times = time_figure(tasks_figure, [{"index": i, "task": t} for i in range(3) for t in ("all", TASKS[1])])
     assert statistics.median(times) < 1.0  # the benchmark reports the real figure; this catches blow-ups
+
+
+def test_to_numpy_image_reads_tensors_channels_first_even_when_tiny():
+    rgb = torch.tensor([0.1, 0.5, 0.9]).reshape(3, 1, 1)      # a 1x1 RGB image
+    np.testing.assert_allclose(viz.to_numpy_image(rgb), [[[0.1, 0.5, 0.9]]], rtol=1e-6)
+    hwc = np.zeros((4, 5, 3))                                 # arrays keep their layout
+    assert viz.to_numpy_image(hwc).shape == (4, 5, 3)
+    assert viz.to_numpy_image(torch.zeros(3, 4, 5)).shape == (4, 5, 3)
+    assert viz.to_numpy_image(torch.zeros(4, 5)).shape == (4, 5)
