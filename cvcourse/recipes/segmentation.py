@@ -117,64 +117,27 @@ def _train() -> ShapesDataset:
     return segmentation_data("train", 1_000_000)  # fresh scenes every step: no overfitting
 
 
-register(Recipe(
-    name="unet",
-    factory=UNet,
-    config={"num_classes": NUM_CLASSES, "base": 8, "depth": 3, "skip": True},
-    train_data=_train,
-    loss=pixel_loss,
-    evaluate=segmentation_metrics,
-    bar={"mean_iou": 0.95, "boundary_f1": 0.95, "pixel_accuracy": 0.99},
-    steps=2000,
-    batch_size=16,
-    lr=3e-3,
-    warmup=50,
-    description="U-Net (3 poolings, skips by concatenation) on 64x64 shapes scenes.",
-))
+def _segmenter(name, factory, config, bar, steps, description, loss=pixel_loss) -> Recipe:
+    """The segmentation chapters' recipes differ only in model, bar and steps: same fresh
+    64x64 training scenes, held-out metrics, batch 16, lr 3e-3 and 50 warm-up steps."""
+    return register(Recipe(name=name, factory=factory, config=dict(num_classes=NUM_CLASSES, **config),
+                           train_data=_train, loss=loss, evaluate=segmentation_metrics, bar=bar,
+                           steps=steps, batch_size=16, lr=3e-3, warmup=50, description=description))
 
-register(Recipe(
-    name="unet_noskip",
-    factory=UNet,
-    config={"num_classes": NUM_CLASSES, "base": 8, "depth": 3, "skip": False},
-    train_data=_train,
-    loss=pixel_loss,
-    evaluate=segmentation_metrics,
-    bar={"mean_iou": 0.88, "boundary_f1": 0.84, "pixel_accuracy": 0.985},
-    steps=2000,
-    batch_size=16,
-    lr=3e-3,
-    warmup=50,
-    description="The same U-Net without skip connections (the ablation).",
-))
 
-register(Recipe(
-    name="fcn",
-    factory=FCN,
-    config={"num_classes": NUM_CLASSES, "width": 16, "output_stride": 8, "upsample": "transposed"},
-    train_data=_train,
-    loss=pixel_loss,
-    evaluate=segmentation_metrics,
-    bar={"mean_iou": 0.83, "boundary_f1": 0.69, "pixel_accuracy": 0.98},
-    steps=1200,
-    batch_size=16,
-    lr=3e-3,
-    warmup=50,
-    description="FCN: stride-8 backbone, 1x1 class scores, one transposed-conv upsampling (bilinear init).",
-))
-
-register(Recipe(
-    name="patch",
-    factory=fully_convolutional_patch_classifier,
-    config={"num_classes": NUM_CLASSES, "patch_size": 17, "width": 8, "hidden": 32,
-            "padding_mode": "replicate"},
-    train_data=_train,
-    loss=background_weighted_loss,
-    evaluate=segmentation_metrics,
-    bar={"mean_iou": 0.34, "boundary_f1": 0.47, "pixel_accuracy": 0.90},
-    steps=800,
-    batch_size=16,
-    lr=3e-3,
-    warmup=50,
-    description="17x17 patch classifier of the centre pixel, trained densely in its fully convolutional form "
-                "(background weighted 0.3).",
-))
+_segmenter("unet", UNet, {"base": 8, "depth": 3, "skip": True},
+           bar={"mean_iou": 0.95, "boundary_f1": 0.95, "pixel_accuracy": 0.99}, steps=2000,
+           description="U-Net (3 poolings, skips by concatenation) on 64x64 shapes scenes.")
+_segmenter("unet_noskip", UNet, {"base": 8, "depth": 3, "skip": False},
+           bar={"mean_iou": 0.88, "boundary_f1": 0.84, "pixel_accuracy": 0.985}, steps=2000,
+           description="The same U-Net without skip connections (the ablation).")
+_segmenter("fcn", FCN, {"width": 16, "output_stride": 8, "upsample": "transposed"},
+           bar={"mean_iou": 0.83, "boundary_f1": 0.69, "pixel_accuracy": 0.98}, steps=1200,
+           description="FCN: stride-8 backbone, 1x1 class scores, one transposed-conv upsampling "
+                       "(bilinear init).")
+_segmenter("patch", fully_convolutional_patch_classifier,
+           {"patch_size": 17, "width": 8, "hidden": 32, "padding_mode": "replicate"},
+           bar={"mean_iou": 0.34, "boundary_f1": 0.47, "pixel_accuracy": 0.90}, steps=800,
+           loss=background_weighted_loss,
+           description="17x17 patch classifier of the centre pixel, trained densely in its fully "
+                       "convolutional form (background weighted 0.3).")
