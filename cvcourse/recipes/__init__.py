@@ -52,6 +52,7 @@ def _load_all() -> None:
     # Each chapter's module registers its recipes when imported.
     from . import classification  # noqa: F401
     from . import segmentation  # noqa: F401
+    from . import detection  # noqa: F401
 
 
 def names() -> list[str]:

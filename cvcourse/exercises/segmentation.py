@@ -1,9 +1,4 @@
-"""Checkers for the chapters' coding exercises.
-
-Each checker runs the student's function on generated cases, compares it with the
-package's reference, prints one sentence saying pass or fail with the measured error, and
-returns True/False — in the style of the CS231n / EECS 498 checks.
-"""
+"""Checkers for the foundation and semantic segmentation chapters."""
 
 from __future__ import annotations
 
@@ -11,28 +6,15 @@ from typing import Callable
 
 import torch
 
+from ._core import _call, report
 
-def report(name: str, passed: bool, detail: str) -> bool:
-    """Print the verdict for exercise `name` and return `passed`."""
-    print(f"{'PASS' if passed else 'FAIL'}: {name} — {detail}")
-    return passed
-
-
-def _call(name: str, fn: Callable, *args):
-    if not callable(fn):
-        raise TypeError(f"{name}: pass your function itself, got {type(fn).__name__}")
-    try:
-        return fn(*args), None
-    except NotImplementedError:
-        return None, "not implemented yet (the function raised NotImplementedError)"
-    except Exception as e:  # a student's bug is reported, not raised
-        return None, f"raised {type(e).__name__}: {e}"
+__all__ = ['check_semantic_from_instances', 'check_boxes_from_masks', 'check_fc_to_conv', 'check_receptive_field', 'check_bed_of_nails', 'check_conv_transpose_scatter', 'check_skip_concat']
 
 
 def check_semantic_from_instances(fn: Callable, n_scenes: int = 20, split: str = "val") -> bool:
     """Exercise (tasks chapter): ``fn(masks [N,H,W] bool, labels [N]) -> semantic [H,W] int64``
     with 0 for background. Checked against the generator's semantic map on `n_scenes` scenes."""
-    from .data import make_scene
+    from ..data import make_scene
 
     name = "semantic_from_instances"
     worst = 0
@@ -51,7 +33,7 @@ def check_semantic_from_instances(fn: Callable, n_scenes: int = 20, split: str =
 def check_boxes_from_masks(fn: Callable, n_scenes: int = 20, split: str = "val") -> bool:
     """Exercise (tasks chapter): ``fn(masks [N,H,W] bool) -> boxes [N,4]`` tight xyxy boxes in
     the pixel-edge convention (x2 = last column + 1). Checked against the generator's boxes."""
-    from .data import make_scene
+    from ..data import make_scene
 
     name = "boxes_from_masks"
     worst = 0.0
@@ -108,7 +90,7 @@ def check_receptive_field(fn: Callable) -> bool:
     """Exercise (FCN chapter): ``fn(layers) -> int``, the receptive field of a stack of
     ``(kernel, stride)`` layers. Checked against `cvcourse.models.receptive_field` on
     stacks with and without downsampling."""
-    from .models.receptive_field import receptive_field
+    from ..models.receptive_field import receptive_field
 
     name = "receptive_field"
     cases = [[(3, 1)], [(3, 1), (3, 1)], [(2, 2), (3, 1)], [(3, 1), (2, 2), (3, 1), (2, 2), (3, 1)],
@@ -130,7 +112,7 @@ def check_bed_of_nails(fn: Callable) -> bool:
     """Exercise (upsampling chapter): ``fn(x [N, C, H, W], s) -> [N, C, H*s, W*s]`` with each
     value at the top-left of its s x s block and zeros elsewhere. Checked against
     `cvcourse.ops.upsample.bed_of_nails`."""
-    from .ops.upsample import bed_of_nails
+    from ..ops.upsample import bed_of_nails
 
     name = "bed_of_nails"
     g = torch.Generator().manual_seed(0)
