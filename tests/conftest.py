@@ -8,7 +8,8 @@ matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(session, config, items):
+    _browser_last(config, items)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
@@ -24,3 +25,39 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _browser_last(config, items):
+    """Run the browser tests last, and start their book build now in the background.
+
+    The build executes every notebook, as nbval does; started right after collection it
+    overlaps the unit tests and nbval instead of following them (one torch thread each
+    on a 2-core machine). Without Chromium or with CVCOURSE_BOOK_HTML nothing starts here.
+    """
+    browser = [it for it in items if it.nodeid.startswith("tests/test_browser.py")]
+    if not browser:
+        return
+    items[:] = [it for it in items if it not in browser] + browser
+    import shutil
+
+    if os.environ.get("CVCOURSE_BOOK_HTML") or not (
+        os.environ.get("CVCOURSE_CHROMIUM") or shutil.which("chromium")
+        or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    ):
+        return
+    module = browser[0].module
+    error = module.fetch_js()
+    if error:
+        config._cvcourse_book_build = error
+        return
+    out = config._tmp_path_factory.mktemp("book")
+    config._cvcourse_book_build = (*module.start_book_build(out), out)
+    # nbval's kernels start after this and inherit it: two processes, one thread each.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
+def pytest_unconfigure(config):
+    started = getattr(config, "_cvcourse_book_build", None)
+    if isinstance(started, tuple) and started[0].poll() is None:
+        started[0].kill()  # the run was interrupted before the browser tests

@@ -2,6 +2,7 @@
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,19 @@ def test_glossary_lists_every_seed_term():
                "含有目标的概率", "锚框", "转置卷积", "反池化", "跳跃连接", "显著图", "类激活图",
                "基于梯度的类激活图", "引导反向传播"]:
         assert zh in glossary, zh
+
+
+def test_nbval_kernel_has_colab_pins():
+    """The README's test command runs nbval in the kernel `cvcourse-colab`: Colab's pins."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec("cvcourse-colab")
+    except NoSuchKernel:
+        pytest.fail("no Jupyter kernel 'cvcourse-colab': run .ci/colab_env.sh (README command 2)")
+    code = ("import IPython, ipywidgets, cvcourse; "
+            "print(ipywidgets.__version__, IPython.version_info[0], cvcourse.__file__)")
+    out = subprocess.run([spec.argv[0], "-c", code], capture_output=True, text=True, check=True)
+    widgets, ipython, package = out.stdout.split()
+    assert widgets == "7.7.1" and ipython == "7"
+    assert Path(package).resolve().parent == ROOT / "cvcourse", "the kernel must import this checkout"

@@ -101,36 +101,57 @@ def chromium():
         browser.close()
 
 
+def start_book_build(out):
+    """Start ``jupyter-book build . -W -n --keep-going`` into `out` in the background.
+
+    Returns ``(process, log_path, start_time)``. conftest.py starts it as soon as the
+    browser tests are collected, so the build (which executes every notebook) runs beside
+    the unit tests and nbval, one torch thread each, and the browser tests run last.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", ".", "-W", "-n", "--keep-going",
+           "--path-output", str(out)]
+    log = out / "build.log"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
+    proc.args_text = " ".join(cmd)
+    return proc, log, time.perf_counter()
+
+
+def fetch_js():
+    """Run .ci/fetch_js.sh (does nothing when up to date); the error text, or None."""
+    fetch = subprocess.run(["bash", ".ci/fetch_js.sh"], cwd=ROOT, capture_output=True, text=True)
+    return fetch.stderr[-2000:] if fetch.returncode else None
+
+
 @pytest.fixture(scope="module")
-def book_html(chromium, tmp_path_factory):
-    """The built HTML folder: built here (vendored JavaScript fetched first) unless
-    CVCOURSE_BOOK_HTML names one."""
+def book_html(chromium, tmp_path_factory, request):
+    """The built HTML folder: the build conftest.py started in the background, else built
+    here (vendored JavaScript fetched first), unless CVCOURSE_BOOK_HTML names one."""
     if os.environ.get("CVCOURSE_BOOK_HTML"):
         return Path(os.environ["CVCOURSE_BOOK_HTML"]).resolve()
-    fetch = subprocess.run(["bash", ".ci/fetch_js.sh"], cwd=ROOT, capture_output=True, text=True)
-    if fetch.returncode:
-        _unavailable(
-            f".ci/fetch_js.sh could not fetch the book's JavaScript:\n{fetch.stderr[-2000:]}"
-        )
-    out = tmp_path_factory.mktemp("book")
-    jb = Path(sys.executable).with_name("jupyter-book")
-    cmd = [
-        str(jb) if jb.exists() else "jupyter-book",
-        "build",
-        ".",
-        "-W",
-        "-n",
-        "--keep-going",
-        "--path-output",
-        str(out),
-    ]
-    t = time.perf_counter()
-    build = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    TIMES["build"] = time.perf_counter() - t
-    if build.returncode:
+    started = getattr(request.config, "_cvcourse_book_build", None)
+    if started is None:
+        error = fetch_js()
+        if error:
+            _unavailable(f".ci/fetch_js.sh could not fetch the book's JavaScript:\n{error}")
+        out = tmp_path_factory.mktemp("book")
+        started = (*start_book_build(out), out)
+    elif isinstance(started, str):  # the fetch failed when conftest tried
+        _unavailable(f".ci/fetch_js.sh could not fetch the book's JavaScript:\n{started}")
+    proc, log, t0, out = started
+    try:
+        proc.wait(timeout=1800)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"{proc.args_text} ran past 30 minutes", pytrace=False)
+    TIMES["build"] = time.perf_counter() - t0
+    if proc.returncode:
         pytest.fail(
-            f"{' '.join(cmd)} failed (exit {build.returncode}):\n"
-            f"{(build.stdout + build.stderr)[-6000:]}",
+            f"{proc.args_text} failed (exit {proc.returncode}):\n{log.read_text()[-6000:]}",
             pytrace=False,
         )
     return out / "_build" / "html"
