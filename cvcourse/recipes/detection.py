@@ -87,8 +87,26 @@ def localization_metrics(model: nn.Module, split: str = "test", n: int = 1000,
     return {"accuracy": correct / n, "mean_iou": float(torch.stack(ious).mean())}
 
 
+# One object of 12-32 px: at the default 6-24 px a one-pixel error on each side of a 6-px
+# box already costs half its IoU, so a box-IoU bar would measure pixel rounding.
+LOCALIZER_OBJECT_SIZE = (12, 32)
+LOCALIZER_BOX_WEIGHT = 10.0
+
+
 def localizer_data(split: str, length: int, size: int = LOCALIZER_SIZE, seed: int = 0) -> ShapesDataset:
-    return ShapesDataset(split=split, length=length, size=size, view="single", seed=seed)
+    """One-object scenes ``(image [3, S, S], {"boxes" [1, 4], "labels" [1]})``, objects 12-32 px."""
+    return ShapesDataset(split=split, length=length, size=size, view="single", seed=seed,
+                         object_size=LOCALIZER_OBJECT_SIZE)
+
+
+def localizer_loss(model: nn.Module, batch) -> Dict[str, Tensor]:
+    """The multitask loss with the box term weighted `LOCALIZER_BOX_WEIGHT` (smooth L1).
+
+    With weight 1 the shipped localizer (1500 steps) classified well (0.97) but its boxes
+    were 2 px off per side (mean IoU 0.56): the classification term dominated the shared
+    features. The chapter's sweep measures the trade-off.
+    """
+    return localization_loss(model, batch, box_weight=LOCALIZER_BOX_WEIGHT)
 
 
 # ----------------------------------------------------------------------------- torchvision peer
@@ -136,13 +154,13 @@ register(Recipe(
     factory=SingleObjectLocalizer,
     config={"num_classes": NUM_OBJECT_CLASSES, "width": 16},
     train_data=lambda: localizer_data("train", 1_000_000),
-    loss=localization_loss,
+    loss=localizer_loss,
     evaluate=localization_metrics,
     bar={"accuracy": 0.97, "mean_iou": 0.85},
-    steps=1500, batch_size=32, lr=2e-3, warmup=50,
+    steps=2000, batch_size=32, lr=2e-3, warmup=50,
     collate_fn=detection_collate,
-    description="Classification + localization on 64x64 one-object scenes: multitask loss "
-                "(cross-entropy + smooth L1 on normalized cx, cy, w, h).",
+    description="Classification + localization on 64x64 one-object scenes (objects 12-32 px): "
+                "multitask loss cross-entropy + 10 x smooth L1 on normalized cx, cy, w, h.",
 ))
 
 register(Recipe(
