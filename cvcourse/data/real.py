@@ -18,9 +18,8 @@ from functools import partial
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.datasets import CocoDetection, VOCDetection, VOCSegmentation
-from torchvision.datasets.voc import DATASET_YEAR_DICT
-from torchvision.transforms.functional import pil_to_tensor
+# torchvision.datasets is imported inside the functions: importing it costs seconds
+# (it pulls in torch._dynamo), and every chapter imports cvcourse.data.
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -32,7 +31,8 @@ VOC_IGNORE_INDEX = 255  # VOC's "void" label: object boundaries and unlabelled p
 
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
     """A PIL image as float32 (3, H, W) in [0, 1]."""
-    return pil_to_tensor(image.convert("RGB")).float().div_(255)
+    array = np.array(image.convert("RGB"), dtype=np.uint8)        # (H, W, 3)
+    return torch.from_numpy(array).permute(2, 0, 1).float().div_(255)
 
 
 class _Then:
@@ -50,6 +50,8 @@ class _Then:
 # ------------------------------------------------------------------------------------ VOC
 def _voc_root(root, year: str, image_set: str, splits_dir: str) -> None:
     """Check that a VOC tree and its split file exist before torchvision reads them."""
+    from torchvision.datasets.voc import DATASET_YEAR_DICT
+
     key = "2007-test" if (year, image_set) == ("2007", "test") else year
     if key not in DATASET_YEAR_DICT:
         raise ValueError(f"year must be one of '2007'..'2012', got {year!r}")
@@ -105,6 +107,8 @@ def voc_segmentation(root, year: str = "2012", image_set: str = "train", transfo
     """
     year = str(year)
     _voc_root(root, year, image_set, "Segmentation")
+    from torchvision.datasets import VOCSegmentation
+
     return VOCSegmentation(root, year, image_set, download=False,
                            transforms=_Then(_voc_segmentation_to_tensors, transforms))
 
@@ -127,18 +131,26 @@ def voc_detection(root, year: str = "2012", image_set: str = "train", keep_diffi
     year = str(year)
     _voc_root(root, year, image_set, "Main")
     convert = partial(_voc_detection_to_tensors, keep_difficult=keep_difficult)
+    from torchvision.datasets import VOCDetection
+
     return VOCDetection(root, year, image_set, download=False, transforms=_Then(convert, transforms))
 
 
 # ----------------------------------------------------------------------------------- COCO
-class CocoTensors(CocoDetection):
+class CocoTensors(torch.utils.data.Dataset):
     """A COCO-format detection dataset returning tensors; see :func:`coco_detection`."""
 
     def __init__(self, root, ann_file, with_masks: bool = False, transforms=None):
+        from torchvision.datasets import CocoDetection
+
         with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            super().__init__(root, ann_file)
+            base = CocoDetection(root, ann_file)
+        self.root, self.coco, self.ids = base.root, base.coco, base.ids
         self.with_masks = with_masks
         self.user_transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
     def __getitem__(self, index: int):
         image_id = self.ids[index]
