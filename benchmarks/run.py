@@ -112,7 +112,20 @@ def widget_cases():
             upsampling.upsampling_figure, [{"scale": s, "seed": i} for s in (2, 3, 4) for i in range(3)]),
         "segmentation prediction browser (U-Net vs no skips)": (
             segmentation.prediction_figure, [{"index": i} for i in range(12)]),
+        **detection_widget_cases(),
     }
+
+
+def detection_widget_cases():
+    from cvcourse import pretrained
+    from cvcourse.widgets import detection
+
+    if "faster_rcnn" not in pretrained.available():
+        return {}
+    return {"detection explorer (scene × score threshold × NMS IoU)": (
+        detection.detection_steps_figure,
+        [{"index": i, "score_thresh": s, "nms_thresh": t}
+         for i in range(4) for s, t in ((0.05, 0.5), (0.5, 0.3), (0.8, 1.0))])}
 
 
 def bench_widgets(repeat: int) -> list[Row]:
@@ -141,6 +154,46 @@ def bench_models(repeat: int) -> list[Row]:
     return rows
 
 
+def bench_detection(repeat: int) -> list[Row]:
+    """Detectors: held-out accuracy from the manifest, inference speed measured here; our
+    Faster R-CNN against torchvision's FasterRCNN class with the same backbone, data and budget."""
+    from cvcourse import pretrained, recipes
+
+    shipped = [n for n in pretrained.available()  # box detectors (mAP) and the localizer
+               if "map_50" in pretrained.record(n)["metrics"]
+               or recipes.get(n).evaluate.__module__ == "cvcourse.recipes.detection"]
+    speed, rows = {}, []
+    for name in shipped:  # batch 32 of the recipe's scenes, all models in this one run
+        model = pretrained.load(name, device="cpu")
+        ds = recipes.get(name).train_data()
+        batch = torch.stack([ds[i][0] for i in range(32)])
+        with torch.no_grad():
+            speed[name] = 32 / median_seconds(lambda: model(batch), max(3, repeat // 2))
+    ours, peer = "faster_rcnn", "faster_rcnn_torchvision"
+    if ours in speed and peer in speed:
+        a, b = pretrained.record(ours), pretrained.record(peer)
+        what = f"Faster R-CNN, ours vs torchvision's FasterRCNN (same backbone, data, {a['steps']} steps)"
+        gap = a["metrics"]["map_50"] - b["metrics"]["map_50"]
+        rows += [
+            (f"{what}: mAP@0.5", f"{a['metrics']['map_50']:.3f} / {b['metrics']['map_50']:.3f}", "ours / peer",
+             f"difference {gap:+.3f}; bar: ours ≥ peer − 0.05" + ("" if gap >= -0.05 else " — MISSED")),
+            (f"{what}: COCO mAP", f"{a['metrics']['map']:.3f} / {b['metrics']['map']:.3f}", "ours / peer",
+             f"difference {a['metrics']['map'] - b['metrics']['map']:+.3f}"),
+            (f"{what}: training time", f"{a['train_seconds'] / 60:.1f} / {b['train_seconds'] / 60:.1f}",
+             "min, ours / peer",
+             f"{a['train_seconds'] / a['steps']:.2f} vs {b['train_seconds'] / b['steps']:.2f} s/step "
+             f"(manifest; shared CPU, load {a['load_average']} vs {b['load_average']})"),
+            (f"{what}: inference, batch 32", f"{speed[ours]:.0f} / {speed[peer]:.0f}", "images/s, ours / peer",
+             f"measured in this run; ratio {speed[ours] / speed[peer]:.2f}"),
+        ]
+    for name in shipped:
+        m = pretrained.record(name)["metrics"]
+        acc = ", ".join(f"{k} {v:.3f}" for k, v in m.items())
+        rows.append((f"detector {name}: inference, batch 32", f"{speed[name]:.0f}", "images/s",
+                     f"held-out {acc} (manifest)"))
+    return rows
+
+
 def bench_notebooks(repeat: int) -> list[Row]:
     import nbclient
     import nbformat
@@ -159,7 +212,7 @@ def bench_notebooks(repeat: int) -> list[Row]:
 
 
 SECTIONS = {"data": bench_data, "ops": bench_ops, "widgets": bench_widgets, "models": bench_models,
-            "notebooks": bench_notebooks}
+            "detection": bench_detection, "notebooks": bench_notebooks}
 
 
 def table(rows: list[Row]) -> str:

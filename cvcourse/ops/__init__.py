@@ -22,6 +22,8 @@ from .anchors import (
     cell_anchors,
     label_anchors,
 )
+from .matcher import HungarianMatcher
+from .focal import sigmoid_focal_loss
 from .roi import (
     AlignSamples,
     RoIAlign,
@@ -50,7 +52,9 @@ __all__ = [
     "clip_boxes_to_image", "generalized_box_iou", "nms", "remove_small_boxes",
     # anchors and matching
     "AnchorGenerator", "AnchorLabels", "BalancedPositiveNegativeSampler", "Matcher", "anchors_for",
-    "cell_anchors", "label_anchors",
+    "cell_anchors", "label_anchors", "HungarianMatcher",
+    # losses
+    "sigmoid_focal_loss",
     # regions of interest
     "AlignSamples", "RoIAlign", "RoIPool", "SnappingError", "bilinear_sample_points", "roi_align",
     "roi_pool", "roi_pool_bins", "roi_pool_snapping_error",

@@ -53,6 +53,11 @@ def _load_all() -> None:
     from . import classification  # noqa: F401
     from . import segmentation  # noqa: F401
     from . import detection  # noqa: F401
+    from . import single_stage  # noqa: F401
+    from . import detr  # noqa: F401
+    from . import vit  # noqa: F401
+    from . import instance  # noqa: F401
+    from . import rcnn  # noqa: F401
 
 
 def names() -> list[str]:

@@ -157,7 +157,7 @@ register(Recipe(
     loss=localizer_loss,
     evaluate=localization_metrics,
     bar={"accuracy": 0.97, "mean_iou": 0.85},
-    steps=2000, batch_size=32, lr=2e-3, warmup=50,
+    steps=3000, batch_size=32, lr=2e-3, warmup=50,
     collate_fn=detection_collate,
     description="Classification + localization on 64x64 one-object scenes (objects 12-32 px): "
                 "multitask loss cross-entropy + 10 x smooth L1 on normalized cx, cy, w, h.",

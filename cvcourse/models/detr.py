@@ -1,0 +1,321 @@
+"""DETR, small: a CNN backbone, a transformer encoder-decoder, and set prediction.
+
+DETR (Carion et al., 2020) treats detection as predicting a *set*. A backbone turns the
+image into an ``h x w`` feature map; its cells, with sine positional encodings, are the
+tokens of a transformer encoder. The decoder reads that memory with Q learned **object
+queries**; each query's output becomes one (class, box) guess: a distribution over C
+classes plus "no object", and a normalized cxcywh box. There are no anchors: a box is
+regressed directly, relative to the image. Training pairs guesses with true objects one to
+one (`cvcourse.ops.matcher.HungarianMatcher`); unmatched guesses learn "no object", so
+duplicates are penalised by the loss itself and inference needs no NMS.
+
+Two options make it converge within the course's budget (the DETR chapter measures why):
+``frozen_backbone_layers`` keeps a pretrained backbone's first layers fixed, and
+``spatial_prior=True`` adds SMCA's Gaussian window to the decoder's cross-attention
+(`SpatialPrior`). With both off this is the original DETR.
+
+Labels follow torchvision and the rest of the course: 1..C are the classes and logit 0 is
+"no object" (DETR puts it last; only the index differs).
+
+Interface as torchvision's detectors: ``model(images, targets)`` (targets with xyxy pixel
+boxes and labels 1..C) returns the loss dict in training mode, ``model(images)`` a list of
+``{"boxes" [Q, 4] xyxy pixels, "scores" [Q], "labels" [Q]}`` in eval mode, one guess per
+query, none removed. ``model.forward_raw(images)`` gives DETR's raw outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops.boxes import box_convert, clip_boxes_to_image, generalized_box_iou
+from ..ops.matcher import HungarianMatcher
+from .faster_rcnn import _check_inputs, conv_backbone
+
+__all__ = ["DETR", "SetCriterion", "sine_position_encoding", "NO_OBJECT"]
+
+NO_OBJECT = 0  # index of the "no object" logit (DETR: the last one)
+
+
+def sine_position_encoding(d_model: int, height: int, width: int, temperature: float = 10000.0,
+                           device=None) -> Tensor:
+    """DETR's 2-D sine encoding: d/2 channels encode y, d/2 encode x, each at d/4 frequencies.
+
+    Returns:
+        Tensor[h * w, d_model], one row per feature cell in row-major order.
+    """
+    if d_model % 4:
+        raise ValueError(f"d_model must be a multiple of 4 for the 2-D sine encoding, got {d_model}")
+    n = d_model // 2
+    y = (torch.arange(height, device=device, dtype=torch.float32) + 1) / height * 2 * math.pi
+    x = (torch.arange(width, device=device, dtype=torch.float32) + 1) / width * 2 * math.pi
+    dim_t = temperature ** (2 * (torch.arange(n, device=device) // 2) / n)        # (n,)
+    py, px = y[:, None] / dim_t, x[:, None] / dim_t                               # (h, n), (w, n)
+    py = torch.stack((py[:, 0::2].sin(), py[:, 1::2].cos()), 2).flatten(1)        # (h, n)
+    px = torch.stack((px[:, 0::2].sin(), px[:, 1::2].cos()), 2).flatten(1)        # (w, n)
+    pos = torch.cat((py[:, None].expand(-1, width, -1), px[None].expand(height, -1, -1)), 2)
+    return pos.reshape(height * width, d_model)                                  # (h*w, d)
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm self-attention + feed-forward; the positions are added to queries and keys."""
+
+    def __init__(self, d: int, nhead: int, ff: int, dropout: float):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(d, nhead, dropout=dropout, batch_first=True)
+        self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(ff, d))
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+
+    def forward(self, src: Tensor, pos: Tensor) -> Tensor:             # (B, T, d), (T, d)
+        q = src + pos
+        src = self.norm1(src + self.attn(q, q, src, need_weights=False)[0])
+        return self.norm2(src + self.ff(src))
+
+
+class SpatialPrior(nn.Module):
+    """A Gaussian window on the cross-attention around a centre each query predicts (SMCA).
+
+    DETR's cross-attention starts out spread over the whole image and must learn, from the
+    matching loss alone, where each query should look; that is one reason it converges so
+    slowly. Spatially modulated co-attention (Gao et al., 2021) lets each query predict a
+    centre ``c`` and per-head widths ``s`` from its own embedding and adds
+    ``log G = -|p - c|^2 / (2 s^2)`` (p: a token's position) to the attention logits, so
+    each query reads the features around one place and its box is predicted relative to
+    that centre. The centre is computed from the query in every layer, not fixed like an
+    anchor: in the first layer it is a learned point per query, later it follows the image.
+    """
+
+    def __init__(self, d: int, nhead: int, init_width: float = 0.15, spread: float = 1.5):
+        super().__init__()
+        self.nhead = nhead
+        self.centre = nn.Linear(d, 2)
+        self.width = nn.Linear(d, 2 * nhead)
+        nn.init.normal_(self.centre.weight, std=spread / math.sqrt(d))  # initial centres spread out
+        nn.init.zeros_(self.centre.bias)
+        nn.init.zeros_(self.width.weight)
+        nn.init.constant_(self.width.bias, math.log(init_width))         # widths in image units
+
+    def forward(self, query: Tensor, grid: Tensor):
+        """query (B, Q, d), grid (T, 2) token centres as normalized (x, y) ->
+        additive attention bias (B * nhead, Q, T) and the centres (B, Q, 2)."""
+        B, Q, _ = query.shape
+        centre = self.centre(query).sigmoid()                                     # (B, Q, 2)
+        width = self.width(query).clamp(math.log(0.02), math.log(2.0)).exp()      # (B, Q, 2H)
+        offset = grid[None, None, None] - centre[:, :, None, None]                # (B, Q, 1, T, 2)
+        bias = -0.5 * (offset / width.view(B, Q, self.nhead, 1, 2)).pow(2).sum(-1)  # (B, Q, H, T)
+        return bias.transpose(1, 2).reshape(B * self.nhead, Q, -1), centre
+
+
+class DecoderLayer(nn.Module):
+    """Self-attention among queries, cross-attention to the encoder memory, feed-forward."""
+
+    def __init__(self, d: int, nhead: int, ff: int, dropout: float):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d, nhead, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(d, nhead, dropout=dropout, batch_first=True)
+        self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(ff, d))
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+
+    def forward(self, tgt: Tensor, memory: Tensor, pos: Tensor, query_pos: Tensor,
+                prior: Optional[SpatialPrior] = None, grid: Optional[Tensor] = None):
+        """tgt, query_pos (B, Q, d); memory (B, T, d); pos (T, d) -> tgt (B, Q, d) and the
+        prior's centres (B, Q, 2) (None without a prior)."""
+        q = tgt + query_pos                                              # (B, Q, d)
+        tgt = self.norm1(tgt + self.self_attn(q, q, tgt, need_weights=False)[0])
+        q = tgt + query_pos
+        bias, centre = prior(q, grid) if prior is not None else (None, None)
+        tgt = self.norm2(tgt + self.cross_attn(q, memory + pos, memory, attn_mask=bias,
+                                               need_weights=False)[0])
+        return self.norm3(tgt + self.ff(tgt)), centre
+
+
+def mlp(d_in: int, d_hidden: int, d_out: int, layers: int) -> nn.Sequential:
+    dims = [d_in] + [d_hidden] * (layers - 1)
+    mods = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        mods += [nn.Linear(a, b), nn.ReLU(inplace=True)]
+    return nn.Sequential(*mods, nn.Linear(dims[-1], d_out))
+
+
+class SetCriterion(nn.Module):
+    """DETR's loss: Hungarian-match, then cross-entropy on all queries and L1 + GIoU on the matched.
+
+    Args:
+        num_classes: C object classes; logits have C + 1 entries, index 0 = no object.
+        matcher: a `HungarianMatcher`.
+        eos_coef: weight of the "no object" class in the cross-entropy (most queries are
+            unmatched; without it the model learns to say "no object" everywhere).
+        weight_ce, weight_bbox, weight_giou: loss weights. The returned losses are already
+            weighted, so ``sum(losses.values())`` is the total loss.
+    """
+
+    def __init__(self, num_classes: int, matcher: HungarianMatcher, eos_coef: float = 0.1,
+                 weight_ce: float = 1.0, weight_bbox: float = 5.0, weight_giou: float = 2.0):
+        super().__init__()
+        if not 0 < eos_coef <= 1:
+            raise ValueError(f"eos_coef must be in (0, 1], got {eos_coef}")
+        self.num_classes, self.matcher = num_classes, matcher
+        self.weights = {"loss_ce": weight_ce, "loss_bbox": weight_bbox, "loss_giou": weight_giou}
+        empty_weight = torch.ones(num_classes + 1)
+        empty_weight[NO_OBJECT] = eos_coef
+        self.register_buffer("empty_weight", empty_weight, persistent=False)
+
+    def _losses(self, outputs: Dict[str, Tensor], targets, num_boxes: float) -> Dict[str, Tensor]:
+        indices = self.matcher(outputs, targets)
+        logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]   # (B, Q, C+1), (B, Q, 4)
+        batch_idx = torch.cat([torch.full_like(p, b) for b, (p, _) in enumerate(indices)])
+        query_idx = torch.cat([p for p, _ in indices])                   # (M,) matched queries
+        classes = torch.full(logits.shape[:2], NO_OBJECT, dtype=torch.int64, device=logits.device)
+        classes[batch_idx, query_idx] = torch.cat(
+            [t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(logits.device)
+        loss_ce = F.cross_entropy(logits.transpose(1, 2), classes, self.empty_weight.to(logits.dtype))
+        src = boxes[batch_idx, query_idx]                                # (M, 4) cxcywh
+        tgt = torch.cat([t["boxes"][j] for t, (_, j) in zip(targets, indices)]).to(src)
+        loss_bbox = F.l1_loss(src, tgt, reduction="sum") / num_boxes
+        giou = torch.diag(generalized_box_iou(box_convert(src, "cxcywh", "xyxy"),
+                                              box_convert(tgt, "cxcywh", "xyxy")))
+        loss_giou = (1 - giou).sum() / num_boxes
+        raw = {"loss_ce": loss_ce, "loss_bbox": loss_bbox, "loss_giou": loss_giou}
+        return {k: self.weights[k] * v for k, v in raw.items()}
+
+    def forward(self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+        """Args: outputs as `DETR.forward_raw`; targets per image {"labels" [N] in 1..C,
+        "boxes" [N, 4] normalized cxcywh}. Returns {"loss_ce", "loss_bbox", "loss_giou"} and,
+        for each auxiliary decoder layer i, the same names with suffix ``_i``."""
+        num_boxes = max(sum(len(t["labels"]) for t in targets), 1)     # normalise per true object
+        losses = self._losses(outputs, targets, num_boxes)
+        for i, aux in enumerate(outputs.get("aux_outputs", [])):
+            losses.update({f"{k}_{i}": v for k, v in self._losses(aux, targets, num_boxes).items()})
+        return losses
+
+
+class DETR(nn.Module):
+    """DETR with a small conv backbone (stride 16), a post-norm transformer and learned queries.
+
+    Args:
+        num_classes: C object classes (3 shapes). num_queries: Q guesses per image.
+        width, stride: of `conv_backbone` (feature channels 4 * width).
+        d_model, nhead, num_encoder_layers, num_decoder_layers, dim_feedforward, dropout:
+            the transformer.
+        aux_loss: also compute the loss after every decoder layer (shared heads).
+        cost_*: matching-cost weights; eos_coef, weight_*: loss settings (`SetCriterion`).
+        spatial_prior: add `SpatialPrior` (SMCA's Gaussian cross-attention around a centre
+            each query predicts, boxes relative to it): much faster convergence. False is
+            the original DETR.
+        frozen_backbone_layers: the first k modules of the backbone are frozen (no gradient,
+            BatchNorm statistics fixed), as DETR freezes the first stages of its pretrained
+            ResNet; meant for a backbone loaded from a pretrained classifier.
+    """
+
+    def __init__(self, num_classes: int = 3, num_queries: int = 10, width: int = 16, stride: int = 16,
+                 d_model: int = 64, nhead: int = 4, num_encoder_layers: int = 2,
+                 num_decoder_layers: int = 2, dim_feedforward: int = 128, dropout: float = 0.0,
+                 aux_loss: bool = True, cost_class: float = 1.0, cost_bbox: float = 5.0,
+                 cost_giou: float = 2.0, eos_coef: float = 0.1, weight_ce: float = 1.0,
+                 weight_bbox: float = 5.0, weight_giou: float = 2.0, frozen_backbone_layers: int = 0,
+                 spatial_prior: bool = False):
+        super().__init__()
+        self.num_classes, self.num_queries, self.aux_loss = num_classes, num_queries, aux_loss
+        self.d_model = d_model
+        self.backbone = conv_backbone(width, stride)
+        if not 0 <= frozen_backbone_layers <= len(self.backbone):
+            raise ValueError(f"frozen_backbone_layers must be in 0..{len(self.backbone)}, "
+                             f"got {frozen_backbone_layers}")
+        self.frozen_backbone_layers = frozen_backbone_layers
+        for p in self.backbone[:frozen_backbone_layers].parameters():
+            p.requires_grad_(False)
+        self.input_proj = nn.Conv2d(4 * width, d_model, 1)
+        self.encoder = nn.ModuleList(EncoderLayer(d_model, nhead, dim_feedforward, dropout)
+                                     for _ in range(num_encoder_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(d_model, nhead, dim_feedforward, dropout)
+                                     for _ in range(num_decoder_layers))
+        self.decoder_norm = nn.LayerNorm(d_model)
+        self.spatial_prior = SpatialPrior(d_model, nhead) if spatial_prior else None
+        self.query_embed = nn.Embedding(num_queries, d_model)           # the learned object queries
+        self.class_embed = nn.Linear(d_model, num_classes + 1)
+        self.bbox_embed = mlp(d_model, d_model, 4, 3)
+        self.criterion = SetCriterion(num_classes, HungarianMatcher(cost_class, cost_bbox, cost_giou),
+                                      eos_coef, weight_ce, weight_bbox, weight_giou)
+
+    def train(self, mode: bool = True) -> "DETR":
+        super().train(mode)
+        self.backbone[:self.frozen_backbone_layers].eval()           # frozen BatchNorm statistics
+        return self
+
+    @property
+    def matcher(self) -> HungarianMatcher:
+        return self.criterion.matcher
+
+    def forward_raw(self, images: Tensor) -> Dict[str, object]:
+        """DETR's raw outputs for images ``[B, 3, H, W]`` in [0, 1]:
+        {"pred_logits" [B, Q, C+1], "pred_boxes" [B, Q, 4] normalized cxcywh,
+        "aux_outputs": one such dict per earlier decoder layer}."""
+        _check_inputs(images, None, training=False)
+        feats = self.input_proj(self.backbone(images))                  # (B, d, h, w)
+        B, d, h, w = feats.shape
+        src = feats.flatten(2).transpose(1, 2)                          # (B, h*w, d) tokens
+        pos = sine_position_encoding(d, h, w, device=src.device).to(src.dtype)  # (h*w, d)
+        for layer in self.encoder:
+            src = layer(src, pos)
+        query_pos = self.query_embed.weight.unsqueeze(0).expand(B, -1, -1)  # (B, Q, d)
+        grid = None
+        if self.spatial_prior is not None:                              # token centres, normalized xy
+            ys, xs = torch.meshgrid((torch.arange(h, device=src.device) + 0.5) / h,
+                                    (torch.arange(w, device=src.device) + 0.5) / w, indexing="ij")
+            grid = torch.stack((xs, ys), -1).reshape(h * w, 2).to(src.dtype)       # (h*w, 2)
+        tgt, hs, centres = torch.zeros_like(query_pos), [], []
+        for layer in self.decoder:
+            tgt, centre = layer(tgt, src, pos, query_pos, self.spatial_prior, grid)
+            hs.append(self.decoder_norm(tgt))
+            centres.append(centre)
+        hs = torch.stack(hs)                                            # (L, B, Q, d)
+        logits, boxes = self.class_embed(hs), self.bbox_embed(hs)       # (L, B, Q, C+1), (L, B, Q, 4)
+        if self.spatial_prior is not None:                              # box centre relative to the prior's
+            boxes = torch.cat((boxes[..., :2] + torch.logit(torch.stack(centres), eps=1e-4), boxes[..., 2:]), -1)
+        boxes = boxes.sigmoid()
+        return {"pred_logits": logits[-1], "pred_boxes": boxes[-1],
+                "aux_outputs": [{"pred_logits": a, "pred_boxes": b}
+                                for a, b in zip(logits[:-1], boxes[:-1])] if self.aux_loss else []}
+
+    def normalized_targets(self, targets, image_size) -> List[Dict[str, Tensor]]:
+        """torchvision targets (xyxy pixels) -> DETR's (normalized cxcywh), labels checked 1..C."""
+        H, W = image_size
+        scale = torch.tensor([W, H, W, H], dtype=torch.float32)
+        out = []
+        for i, t in enumerate(targets):
+            labels = t["labels"]
+            if len(labels) and (labels.min() < 1 or labels.max() > self.num_classes):
+                raise ValueError(f"targets[{i}]['labels'] must be in 1..{self.num_classes} "
+                                 f"(0 is 'no object'), got {labels.tolist()}")
+            boxes = box_convert(t["boxes"].float() / scale.to(t["boxes"].device), "xyxy", "cxcywh")
+            out.append({"labels": labels.long(), "boxes": boxes})
+        return out
+
+    @torch.no_grad()
+    def postprocess(self, outputs: Dict[str, Tensor], image_size) -> List[Dict[str, Tensor]]:
+        """One detection per query: score = max class probability (no-object excluded)."""
+        H, W = image_size
+        prob = outputs["pred_logits"].float().softmax(-1)                # (B, Q, C+1)
+        scores, labels = prob[..., 1:].max(-1)                           # (B, Q)
+        scale = torch.tensor([W, H, W, H], dtype=torch.float32, device=prob.device)
+        boxes = box_convert(outputs["pred_boxes"].float(), "cxcywh", "xyxy") * scale  # (B, Q, 4)
+        return [{"boxes": clip_boxes_to_image(b, (H, W)), "scores": s, "labels": lab + 1}
+                for b, s, lab in zip(boxes, scores, labels)]
+
+    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
+        """Args: images [B, 3, H, W] in [0, 1]; targets (training): per image {"boxes" xyxy
+        pixels, "labels" 1..C}.
+
+        Returns:
+            training: {"loss_ce", "loss_bbox", "loss_giou"} (weighted) plus "..._i" for each
+            auxiliary decoder layer; eval: per image {"boxes" [Q, 4], "scores", "labels"}.
+        """
+        _check_inputs(images, targets, self.training)
+        outputs = self.forward_raw(images)
+        if self.training:
+            return self.criterion(outputs, self.normalized_targets(targets, images.shape[-2:]))
+        return self.postprocess(outputs, images.shape[-2:])

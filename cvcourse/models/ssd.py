@@ -1,0 +1,245 @@
+"""SSD (Liu et al., 2016): one pass, default boxes on several feature maps.
+
+Where YOLO v1 predicts from one coarse grid, SSD predicts from **several** feature maps of
+decreasing resolution (strides 8, 16 and 32 here: 16 x 16, 8 x 8 and 4 x 4 cells on a
+128 x 128 image), each responsible for one range of object sizes. At every cell of map k
+sit ``A`` **default boxes** (SSD's name for anchors) centred on the cell: a square of
+scale ``s_k``, a square of scale ``sqrt(s_k s_{k+1})`` and boxes of scale ``s_k`` with
+aspect ratios 2 and 1/2. A 3 x 3 conv on each map predicts, per default box, ``C + 1``
+class scores (0 = background, softmax) and 4 box deltas (the R-CNN ``BoxCoder`` with SSD's
+"variances" 0.1 and 0.2, i.e. weights (10, 10, 5, 5)).
+
+Training (SSD's recipe):
+
+* **matching**: a default box is positive when its IoU with a ground-truth box is >= 0.5;
+  each ground truth also takes its best default box, whatever the IoU (torchvision's
+  ``SSDMatcher``);
+* **hard negative mining**: of the negatives, only the ``3 x (number of positives)`` with
+  the highest confidence loss (the most confidently wrong) are kept, per image;
+* **loss**: softmax cross-entropy over positives and mined negatives (``loss_classifier``)
+  + smooth L1 on the positives' deltas (``loss_box_reg``), both divided by the number of
+  positives.
+
+Inference: softmax, drop class scores below 0.05 and keep the best 400 x C, decode,
+per-class NMS at 0.45, keep the best 100. Interface: torchvision's detection interface.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops.anchors import Matcher
+from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from .classifier import conv_bn_relu
+from .faster_rcnn import _check_inputs, conv_backbone
+
+__all__ = ["SSD", "MultiScaleBackbone", "default_boxes", "hard_negative_mining"]
+
+
+def default_boxes(feature_shape: Tuple[int, int], stride: int, scale: float, next_scale: float,
+                  aspect_ratios: Sequence[float] = (0.5, 2.0), dtype=torch.float32,
+                  device=None) -> Tensor:
+    """SSD's default boxes for one feature map, in image pixels.
+
+    Each cell ``(i, j)`` gets boxes centred on the cell's centre
+    ``((j + 0.5) * stride, (i + 0.5) * stride)``: a square of side `scale`, a square of side
+    ``sqrt(scale * next_scale)``, then for each aspect ratio ``r`` (height / width) a box of
+    area ``scale ** 2``: ``w = scale / sqrt(r)``, ``h = scale * sqrt(r)``.
+
+    Args:
+        feature_shape ((h, w)): the map's size in cells.
+        stride (int): image pixels per cell.
+        scale, next_scale (float): this map's box size and the next map's, in pixels.
+        aspect_ratios: the extra (non-square) ratios.
+
+    Returns:
+        Tensor[h * w * A, 4]: xyxy boxes, cells in row-major order, then the
+        ``A = 2 + len(aspect_ratios)`` boxes of each cell.
+    """
+    h, w = feature_shape
+    if h < 1 or w < 1 or stride <= 0 or scale <= 0 or next_scale <= 0:
+        raise ValueError(f"feature_shape, stride and scales must be positive, got "
+                         f"{feature_shape}, {stride}, {scale}, {next_scale}")
+    r = torch.as_tensor(list(aspect_ratios), dtype=dtype, device=device).sqrt()     # (R,)
+    extra = math.sqrt(scale * next_scale)
+    widths = torch.cat([torch.tensor([scale, extra], dtype=dtype, device=device), scale / r])
+    heights = torch.cat([torch.tensor([scale, extra], dtype=dtype, device=device), scale * r])
+    ys = (torch.arange(h, dtype=dtype, device=device) + 0.5) * stride               # (h,)
+    xs = (torch.arange(w, dtype=dtype, device=device) + 0.5) * stride               # (w,)
+    cy, cx = torch.meshgrid(ys, xs, indexing="ij")                                   # (h, w)
+    cx, cy = cx.reshape(-1, 1), cy.reshape(-1, 1)                                    # (hw, 1)
+    boxes = torch.stack([cx - widths / 2, cy - heights / 2, cx + widths / 2, cy + heights / 2],
+                        dim=-1)                                                      # (hw, A, 4)
+    return boxes.reshape(-1, 4)
+
+
+def hard_negative_mining(confidence_loss: Tensor, positive: Tensor, neg_pos_ratio: int = 3) -> Tensor:
+    """Positives plus, per image, the ``neg_pos_ratio x #positives`` hardest negatives.
+
+    Args:
+        confidence_loss (Tensor[N, D]): each default box's cross-entropy (background target
+            for negatives).
+        positive (Tensor[N, D]): bool, the matched default boxes.
+        neg_pos_ratio (int): negatives kept per positive (SSD: 3).
+
+    Returns:
+        Tensor[N, D]: bool mask of the boxes the classification loss is taken over.
+    """
+    if confidence_loss.shape != positive.shape:
+        raise ValueError(f"confidence_loss and positive must have the same shape, got "
+                         f"{tuple(confidence_loss.shape)} and {tuple(positive.shape)}")
+    loss = confidence_loss.detach().masked_fill(positive, -math.inf)   # positives never count
+    order = loss.argsort(dim=1, descending=True)                        # (N, D) hardest first
+    rank = order.argsort(dim=1)                                         # each box's rank
+    num_neg = (neg_pos_ratio * positive.sum(1, keepdim=True)).clamp(max=positive.shape[1])
+    return positive | (rank < num_neg)
+
+
+class MultiScaleBackbone(nn.Module):
+    """`conv_backbone` (stride 8) plus two pool + conv stages: maps at strides 8, 16, 32.
+
+    Input ``[N, 3, H, W]``; output a list of three ``[N, 4 * width, H / s, W / s]`` maps.
+    """
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        c = 4 * width
+        self.body = conv_backbone(width, stride=8)                          # (N, c, H/8, W/8)
+        self.down16 = nn.Sequential(nn.MaxPool2d(2), conv_bn_relu(c, c))   # (N, c, H/16, W/16)
+        self.down32 = nn.Sequential(nn.MaxPool2d(2), conv_bn_relu(c, c))   # (N, c, H/32, W/32)
+        self.out_channels, self.strides = c, (8, 16, 32)
+
+    def forward(self, images: Tensor) -> List[Tensor]:
+        p8 = self.body(images)
+        p16 = self.down16(p8)
+        return [p8, p16, self.down32(p16)]
+
+
+class SSD(nn.Module):
+    """Single Shot MultiBox Detector on a small multi-scale conv backbone.
+
+    Args:
+        num_classes: object classes C (the classifier scores C + 1 with 0 = background).
+        width: backbone width (maps have 4 * width channels).
+        scales: default-box scale per map and one more (the last map's ``next_scale``), px.
+        aspect_ratios: the non-square default-box ratios.
+        iou_thresh: matching threshold (0.5). neg_pos_ratio: hard negative mining (3).
+        score_thresh, nms_thresh, detections_per_img, topk_candidates: inference.
+    """
+
+    def __init__(self, num_classes: int = 3, width: int = 16,
+                 scales: Sequence[float] = (12, 24, 48, 96),
+                 aspect_ratios: Sequence[float] = (0.5, 2.0), iou_thresh: float = 0.5,
+                 neg_pos_ratio: int = 3, score_thresh: float = 0.05, nms_thresh: float = 0.45,
+                 detections_per_img: int = 100, topk_candidates: int = 400):
+        super().__init__()
+        self.backbone = MultiScaleBackbone(width)
+        if len(scales) != len(self.backbone.strides) + 1:
+            raise ValueError(f"scales must have one entry per feature map plus one "
+                             f"({len(self.backbone.strides) + 1}), got {list(scales)}")
+        self.num_classes, self.scales = num_classes, tuple(scales)
+        self.aspect_ratios = tuple(aspect_ratios)
+        self.num_anchors = 2 + len(aspect_ratios)
+        c, a = self.backbone.out_channels, self.num_anchors
+        self.cls_heads = nn.ModuleList(nn.Conv2d(c, a * (num_classes + 1), 3, padding=1)
+                                       for _ in self.backbone.strides)
+        self.box_heads = nn.ModuleList(nn.Conv2d(c, a * 4, 3, padding=1)
+                                       for _ in self.backbone.strides)
+        self.box_coder = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+        self.matcher = Matcher(iou_thresh, iou_thresh)
+        self.neg_pos_ratio = neg_pos_ratio
+        self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
+        self.detections_per_img, self.topk_candidates = detections_per_img, topk_candidates
+
+    def default_boxes(self, features: List[Tensor], image_size: int) -> Tensor:
+        """All default boxes of the feature maps, in the heads' order: Tensor[D, 4]."""
+        return torch.cat([
+            default_boxes(tuple(f.shape[-2:]), image_size // f.shape[-1], self.scales[k],
+                          self.scales[k + 1], self.aspect_ratios, f.dtype, f.device)
+            for k, f in enumerate(features)])
+
+    def head(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Class logits [N, D, C + 1] and box deltas [N, D, 4], default boxes cell-major."""
+        n, logits, deltas = features[0].shape[0], [], []
+        for f, cls, box in zip(features, self.cls_heads, self.box_heads):
+            logits.append(cls(f).permute(0, 2, 3, 1).reshape(n, -1, self.num_classes + 1))
+            deltas.append(box(f).permute(0, 2, 3, 1).reshape(n, -1, 4))
+        return torch.cat(logits, 1), torch.cat(deltas, 1)
+
+    def match_indices(self, anchors: Tensor, gt_boxes: Tensor) -> Tensor:
+        """SSD's matching for one image: Tensor[D] index of each default box's ground truth,
+        or -1. IoU >= threshold matches; each ground truth also takes its best default box."""
+        iou = box_iou(gt_boxes, anchors)                    # (G, D)
+        matched = self.matcher(iou).clamp(min=-1)           # (D,) gt index if IoU >= 0.5
+        if len(gt_boxes):
+            matched[iou.argmax(dim=1)] = torch.arange(len(iou), device=matched.device)
+        return matched
+
+    def match(self, anchors: Tensor, targets: List[Dict[str, Tensor]]) -> Tuple[Tensor, Tensor]:
+        """Per image: class of each default box [N, D] (0 = background) and its target box [N, D, 4]."""
+        labels, boxes = [], []
+        for t in targets:                                   # a loop over the images
+            matched = self.match_indices(anchors, t["boxes"])
+            if len(t["boxes"]):
+                idx = matched.clamp(min=0)
+                labels.append(torch.where(matched >= 0, t["labels"][idx], 0))
+                boxes.append(t["boxes"][idx])
+            else:
+                labels.append(torch.zeros_like(matched))
+                boxes.append(anchors.clone())
+        return torch.stack(labels), torch.stack(boxes)
+
+    def compute_loss(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
+                     targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+        labels, matched_boxes = self.match(anchors, targets)            # (N, D), (N, D, 4)
+        positive = labels > 0
+        num_pos = positive.sum().clamp(min=1)
+        ce = F.cross_entropy(logits.reshape(-1, self.num_classes + 1), labels.reshape(-1),
+                             reduction="none").view_as(labels)          # (N, D)
+        used = hard_negative_mining(ce, positive, self.neg_pos_ratio)
+        pos_anchors = anchors.expand_as(matched_boxes)[positive]        # (P, 4)
+        box_targets = self.box_coder.encode(matched_boxes[positive], pos_anchors)
+        box = F.smooth_l1_loss(deltas[positive], box_targets, reduction="sum")
+        return {"loss_classifier": ce[used].sum() / num_pos, "loss_box_reg": box / num_pos}
+
+    @torch.no_grad()
+    def postprocess(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
+                    image_size) -> List[Dict[str, Tensor]]:
+        out = []
+        c = self.num_classes
+        for lg, dl in zip(logits, deltas):                   # a loop over the images
+            scores = lg.softmax(-1)[:, 1:]                   # (D, C) object classes
+            boxes = clip_boxes_to_image(self.box_coder.decode(dl, anchors), image_size)
+            sc = scores.t().reshape(-1)                      # (C * D,) class-major
+            labels = torch.arange(1, c + 1, device=sc.device).repeat_interleave(len(anchors))
+            idx = torch.arange(len(anchors), device=sc.device).repeat(c)
+            keep = torch.where(sc > self.score_thresh)[0]
+            keep = keep[sc[keep].topk(min(self.topk_candidates * c, len(keep))).indices]
+            keep = keep[remove_small_boxes(boxes[idx[keep]], 1e-2)]
+            keep = keep[batched_nms(boxes[idx[keep]], sc[keep], labels[keep], self.nms_thresh)]
+            keep = keep[:self.detections_per_img]
+            out.append({"boxes": boxes[idx[keep]], "scores": sc[keep], "labels": labels[keep]})
+        return out
+
+    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
+        """Args: images [N, 3, H, W] in [0, 1] (H = W, a multiple of 32); targets: per image
+        {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
+
+        Returns:
+            training: {"loss_classifier", "loss_box_reg"};
+            eval: per image {"boxes" [K, 4] xyxy, "scores" [K], "labels" [K] in 1..C}.
+        """
+        _check_inputs(images, targets, self.training)
+        features = self.backbone(images)
+        logits, deltas = self.head(features)                 # (N, D, C + 1), (N, D, 4)
+        anchors = self.default_boxes(features, images.shape[-1])   # (D, 4)
+        if self.training:
+            targets = [{"boxes": t["boxes"].to(images), "labels": t["labels"].to(images.device)}
+                       for t in targets]
+            return self.compute_loss(logits, deltas, anchors, targets)
+        return self.postprocess(logits, deltas, anchors, tuple(images.shape[-2:]))
