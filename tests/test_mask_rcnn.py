@@ -228,15 +228,29 @@ def test_instance_figure_and_its_speed():
 
     image, det = torch.rand(3, 64, 64), _fake_detections()
     fig = instance_figure(image, det, threshold=0.5, score_thresh=0.5)
-    # one Axes: the image and its mask overlay, then a raw and a pasted mask per detection
+    # one Axes: the image with the masks overlaid, then a raw and a pasted mask per detection
     assert isinstance(fig, Figure) and len(fig.axes) == 1
-    assert len(fig.axes[0].images) == 2 + 2 * 2                      # two detections above 0.5
-    assert len(instance_figure(image, det, score_thresh=0.99).axes[0].images) == 2  # none
+    assert len(fig.axes[0].images) == 1 + 2 * 2                      # two detections above 0.5
+    assert len(instance_figure(image, det, score_thresh=0.99).axes[0].images) == 1  # none
     with pytest.raises(ValueError, match="threshold must be in"):
         instance_figure(image, det, threshold=1.5)
     times = time_figure(instance_figure, [dict(image=image, detections=det, threshold=t)
                                           for t in (0.3, 0.5, 0.7)])
     assert sorted(times)[1] < 0.6  # 150 ms on an idle CPU; generous on a shared one
+
+
+def test_best_mask_iou():
+    from cvcourse.widgets.instance import best_mask_iou
+
+    truth = torch.zeros(2, 10, 10, dtype=torch.bool)
+    truth[0, :5, :5] = True
+    truth[1, 5:, 5:] = True
+    pred = torch.zeros(2, 10, 10, dtype=torch.bool)
+    pred[0, :5, :4] = True                                     # 20 of object 0's 25 pixels
+    pred[1, :5, :5] = True                                     # object 0 exactly
+    assert best_mask_iou(pred, truth).tolist() == [1.0, 0.0]
+    assert best_mask_iou(pred[:1], truth).tolist() == pytest.approx([0.8, 0.0])
+    assert best_mask_iou(pred[:0], truth).tolist() == [0.0, 0.0]
 
 
 def test_other_instance_figures():

@@ -5,7 +5,8 @@
 - `mask_target_figure`: a ground-truth mask, a RoI, and the 28x28 target cut along the RoI.
 - `instance_figure` / `instance_widget`: each detection's raw 28x28 mask, the mask pasted
   into its box, its box and class; the threshold is a slider.
-- `pooler_figure`: the same scene's masks from the RoI Align and the RoI Pool models.
+- `best_mask_iou`, `pooler_figure`: how well the RoI Align and the RoI Pool models' masks
+  cover the true objects.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib import colors as mcolors
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
@@ -22,7 +24,8 @@ from .. import viz
 from ..data import CLASSES
 
 __all__ = ["held_out_instances", "semantic_vs_instance_figure", "mask_target_figure",
-           "instance_figure", "instance_browser_figure", "instance_widget", "pooler_figure"]
+           "instance_figure", "instance_browser_figure", "instance_widget", "best_mask_iou",
+           "pooler_figure"]
 
 
 def held_out_instances(name: str = "mask_rcnn", split: str = "test", n: int = 100,
@@ -86,7 +89,7 @@ def semantic_vs_instance_figure(image: torch.Tensor, semantic: torch.Tensor, det
     viz.show_image(image, ax=axes[0], title="held-out scene")
     region = (semantic == label).numpy()
     axes[1].imshow(viz.to_numpy_image(image), extent=(-0.5, w - 0.5, h - 0.5, -0.5))
-    axes[1].imshow(_rgba(region, viz.CLASS_COLORS[label], 0.75), interpolation="nearest",
+    axes[1].imshow(_rgba(region, viz.CLASS_COLORS[label], 0.9), interpolation="nearest",
                    extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     axes[1].set_title(f"{semantic_title}: class '{CLASSES[label]}'\none label for all its pixels",
                       fontsize=9)
@@ -137,6 +140,13 @@ def _crop_square(mask: np.ndarray, box, margin: float = 0.25):
     return padded[top + side:top + 2 * side, left + side:left + 2 * side], (left, top)
 
 
+def _edge(mask: np.ndarray) -> np.ndarray:
+    """Pixels of a bool mask with a 4-neighbour outside it."""
+    p = np.pad(mask, 1)
+    inner = p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+    return mask & ~inner
+
+
 def instance_figure(image: torch.Tensor, detections: dict, threshold: float = 0.5,
                     score_thresh: float = 0.5, max_instances: int = 4, title: str = "") -> Figure:
     """Each detection's raw 28x28 mask (top) and the same mask pasted into its box (bottom).
@@ -144,7 +154,7 @@ def instance_figure(image: torch.Tensor, detections: dict, threshold: float = 0.
     Args:
         image: [3, H, W]. detections: {"boxes" [D, 4], "scores" [D] (sorted), "labels" [D],
             "roi_masks" [D, 1, M, M] probabilities of the predicted class}.
-        threshold: mask probability at which a pixel belongs to the object (contours, overlay).
+        threshold: mask probability at which a pixel belongs to the object (outlines, overlay).
         score_thresh, max_instances: which detections are shown (the best first).
 
     All panels share one Axes (in image pixels), which redraws several times faster than
@@ -171,11 +181,11 @@ def instance_figure(image: torch.Tensor, detections: dict, threshold: float = 0.
     def text(x, y, s, **kw):
         ax.text(x, y, s, ha="center", va="bottom", fontsize=7, **kw)
 
-    layer = np.zeros((h, w, 4))
-    for i in range(k):
-        layer[pasted[i] >= threshold] = (*mcolors.to_rgb(viz.INSTANCE_COLORS[i % 10]), 0.55)
-    ax.imshow(viz.to_numpy_image(image), extent=(0, w, band + h, band), interpolation="nearest")
-    ax.imshow(layer, extent=(0, w, band + h, band), interpolation="nearest")
+    shown = viz.to_numpy_image(image).copy()                             # (H, W, 3)
+    for i in range(k):  # composed here: one image to draw is quicker than one layer per mask
+        inside = pasted[i] >= threshold
+        shown[inside] = 0.45 * shown[inside] + 0.55 * np.array(mcolors.to_rgb(viz.INSTANCE_COLORS[i % 10]))
+    ax.imshow(shown, extent=(0, w, band + h, band), interpolation="nearest")
     text(w / 2, band - 2, title or f"{k} detections (score ≥ {score_thresh:g}), masks ≥ {threshold:.2f}")
     if k == 0:
         text(w / 2, band + h / 2, "no detection above the score threshold", color="white",
@@ -185,26 +195,19 @@ def instance_figure(image: torch.Tensor, detections: dict, threshold: float = 0.
         x1, y1, x2, y2 = det["boxes"][i].tolist()
         name = CLASSES[int(det["labels"][i])]
         ax.add_patch(Rectangle((x1, band + y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, lw=1.5))
-        ax.text(x1, band + y1 - 0.5, str(i + 1), fontsize=7, va="bottom", color=color, weight="bold")
         x0 = w + gap + i * (gap + side)
         raw = det["roi_masks"][i, 0].numpy()                             # (M, M)
         m = raw.shape[-1]
-        cell = side / m
-        ax.imshow(raw, cmap="magma", vmin=0, vmax=1, interpolation="nearest",
-                  extent=(x0, x0 + side, band + side, band))
-        if raw.min() < threshold < raw.max():
-            ax.contour(raw, levels=[threshold], colors=[color], linewidths=1.2,
-                       extent=(x0 + cell / 2, x0 + side - cell / 2, band + cell / 2, band + side - cell / 2))
-        area = int((pasted[i] >= threshold).sum())
-        text(x0 + side / 2, band - 2, f"{i + 1}: {name} {float(det['scores'][i]):.2f}, {area} px\n"
-                                     f"raw {m}×{m} mask ↓ pasted")
-        crop, (left, top) = _crop_square(pasted[i], det["boxes"][i])    # (L, L)
+        crop, (left, top) = _crop_square(pasted[i], det["boxes"][i])    # (L, L) around the box
         y0, scale = band + side + gap, side / len(crop)
-        ax.imshow(crop, cmap="magma", vmin=0, vmax=1, interpolation="nearest",
-                  extent=(x0, x0 + side, y0 + side, y0))
-        if crop.min() < threshold < crop.max():
-            ax.contour(crop, levels=[threshold], colors=[color], linewidths=1.2,
-                       extent=(x0 + scale / 2, x0 + side - scale / 2, y0 + scale / 2, y0 + side - scale / 2))
+        for panel, y in ((raw, band), (crop, y0)):     # outlined: the thresholded mask's edge pixels
+            rgb = colormaps["magma"](panel)[..., :3]                     # (., ., 3)
+            rgb[_edge(panel >= threshold)] = mcolors.to_rgb(color)
+            ax.imshow(rgb, interpolation="nearest", extent=(x0, x0 + side, y + side, y))
+        area = int((pasted[i] >= threshold).sum())
+        text(x0 + side / 2, band - 2, f"{name} {float(det['scores'][i]):.2f}, {area} px\n"
+                                     f"raw {m}×{m} mask ↓ pasted")
+        ax.add_patch(Rectangle((x0, band - 1.5), side, 1.5, color=color))  # links column and box
         ax.add_patch(Rectangle((x0 + (x1 - left) * scale, y0 + (y1 - top) * scale), (x2 - x1) * scale,
                                (y2 - y1) * scale, fill=False, edgecolor="white", lw=1.0, ls="--"))
     return fig
@@ -238,30 +241,56 @@ def instance_widget(name: str = "mask_rcnn", split: str = "test", n: int = 20, w
     })
 
 
+def best_mask_iou(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """For each true mask [N, H, W], the IoU of the predicted mask [D, H, W] that overlaps it
+    most: [N] (0 where there is no prediction)."""
+    if len(pred) == 0 or len(truth) == 0:
+        return torch.zeros(len(truth))
+    p, t = pred.flatten(1).float(), truth.flatten(1).float()
+    inter = t @ p.T                                                      # (N, D)
+    union = t.sum(1)[:, None] + p.sum(1)[None] - inter
+    return (inter / union.clamp(min=1)).max(1).values
+
+
+OUTCOME_COLORS = {"mask and object": "#3cb44b", "mask only": "#e6194b", "object only": "#4363d8"}
+
+
 def pooler_figure(image: torch.Tensor, target: dict, detections: list, names: tuple,
                   score_thresh: float = 0.5, zoom: int | None = None) -> Figure:
-    """Ground truth and each model's thresholded masks (score >= `score_thresh`) on one scene,
-    the true outline dashed, zoomed on one object.
+    """The true objects, then each model's masks (score >= `score_thresh`) coloured by
+    outcome: pixels in a mask and an object, in a mask only, in an object only.
 
     Args: image [3, H, W]; target {"masks" [N, H, W], "boxes"}; detections: one dict per
-    model (``"masks"`` bool [D, H, W]); names: a title per model; zoom: index of the ground
-    truth object to zoom on (None: the whole image).
+    model (``"masks"`` bool [D, H, W]); names: a title per model; zoom: index of the true
+    object to zoom on, whose best mask IoU goes in each title (None: the whole image).
     """
-    fig = Figure(figsize=(3.0 * (1 + len(detections)), 3.2), layout="constrained")
+    from matplotlib.patches import Patch
+
+    fig = Figure(figsize=(2.9 * (1 + len(detections)), 3.3), layout="constrained")
     axes = fig.subplots(1, 1 + len(detections))
-    panels = [("ground truth", target["masks"])]
-    for det, name in zip(detections, names):
+    truth = target["masks"].bool()
+    union = truth.any(0).numpy()
+    viz.show_image(image, ax=axes[0])
+    axes[0].set_title("true objects (dashed)", fontsize=9)
+    for ax, det, name in zip(axes[1:], detections, names):
         d = _keep(det, score_thresh, 100)
-        panels.append((name, d["masks"][:, 0] if d["masks"].dim() == 4 else d["masks"]))
-    gt_union = target["masks"].any(0)
-    for ax, (name, masks) in zip(axes, panels):
-        viz.show_image(image, ax=ax)
-        if len(masks):  # one colour: what matters is each mask's outline against the truth's
-            ax.imshow(_rgba(masks.bool().any(0).numpy(), "#ffe119", 0.6), interpolation="nearest")
-        ax.contour(gt_union.float().numpy(), levels=[0.5], colors=["white"], linewidths=0.8,
+        masks = d["masks"][:, 0] if d["masks"].dim() == 4 else d["masks"]
+        pred = masks.bool().any(0).numpy() if len(masks) else np.zeros_like(union)
+        gray = viz.to_numpy_image(image).mean(-1, keepdims=True)         # (H, W, 1): colours
+        shown = np.repeat(0.3 + 0.4 * gray, 3, axis=-1)                     # read on grey only
+        for where, color in zip((pred & union, pred & ~union, ~pred & union), OUTCOME_COLORS.values()):
+            shown[where] = 0.15 * shown[where] + 0.85 * np.array(mcolors.to_rgb(color))
+        ax.imshow(shown, interpolation="nearest")
+        if zoom is not None:
+            iou = float(best_mask_iou(masks.bool(), truth[zoom:zoom + 1])[0])
+            name = f"{name}: mask IoU {iou:.2f}"
+        ax.set_title(name, fontsize=9)
+    for ax in axes:
+        ax.contour(union.astype(float), levels=[0.5], colors=["white"], linewidths=0.8,
                    linestyles="--")
         if zoom is not None:
             _zoom(ax, target["boxes"][zoom])
-        ax.set_title(name, fontsize=9)
         ax.axis("off")
+    fig.legend(handles=[Patch(color=c, label=k) for k, c in OUTCOME_COLORS.items()],
+               loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return fig
