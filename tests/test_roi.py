@@ -53,7 +53,7 @@ def value_and_grad(op, x, boxes, *args, seed=0):
     out = op(x, boxes, *args)
     upstream = torch.randn(
         out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype
-    )
+    ).to(out.device)  # drawn on the CPU so that CPU and CUDA runs get the same upstream gradient
     (grad,) = torch.autograd.grad(out, x, upstream)
     return out, grad
 
