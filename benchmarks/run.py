@@ -99,7 +99,7 @@ def bench_ops(repeat: int) -> list[Row]:
 
 # Each widget's pure figure function with a few settings a reader would try.
 def widget_cases():
-    from cvcourse.widgets import segmentation, tasks, upsampling
+    from cvcourse.widgets import anchors, localization, roi, tasks, upsampling
 
     return {
         "tasks (scene × task)": (tasks.tasks_figure, [{"index": i, "task": t}
@@ -110,22 +110,101 @@ def widget_cases():
              for k, s, p in ((3, 2, 0), (4, 2, 1), (5, 3, 1)) for step in (1, 5, 9)]),
         "upsampling comparison (factor × input)": (
             upsampling.upsampling_figure, [{"scale": s, "seed": i} for s in (2, 3, 4) for i in range(3)]),
-        "segmentation prediction browser (U-Net vs no skips)": (
-            segmentation.prediction_figure, [{"index": i} for i in range(12)]),
-        **detection_widget_cases(),
+        "sliding windows (scene × size × ratio × stride)": (
+            localization.windows_figure,
+            [{"index": i, "size": s, "ratio": r, "stride": st} for i, (s, r, st) in enumerate(
+                ((32, 1.0, 8), (16, 0.5, 4), (48, 2.0, 2), (96, 1.0, 16), (24, 1.0, 8), (64, 0.5, 8),
+                 (8, 1.0, 2), (40, 2.0, 4)))]),
+        "anchor explorer (scene × sizes × ratios × cell × IoU thresholds)": (
+            anchors.anchor_figure,
+            [{"scene": i, "sizes": s, "ratios": r, "row": row, "col": col, "high": hi, "low": lo}
+             for i, (s, r, row, col, hi, lo) in enumerate((
+                 ((16, 32, 64), (0.5, 1.0, 2.0), 7, 10, 0.7, 0.3), ((32,), (1 / 3, 1.0, 3.0), 2, 3, 0.5, 0.4),
+                 ((8, 16), (1.0,), 0, 15, 0.7, 0.3), ((24, 48, 96), (0.5, 1.0, 2.0), 7, 10, 0.3, 0.3),
+                 ((16, 32, 64), (0.5, 1.0, 2.0), 10, 4, 0.6, 0.2), ((24, 48, 96), (1.0,), 12, 12, 0.7, 0.3),
+                 ((32,), (0.5, 1.0, 2.0), 5, 8, 0.9, 0.05)))]),
+        "RoI Pool vs RoI Align (box × output size × samples × stride)": (
+            roi.roi_figure,
+            [{}, {"output_size": 7, "sampling_ratio": 0, "aligned": False, "stride": 16},
+             {"x": 50, "y": 50, "width": 3, "height": 2, "output_size": 3, "sampling_ratio": 1},
+             {"x": 120, "y": 0, "width": 60, "height": 127, "stride": 4, "output_size": 5},
+             {"width": 0, "height": 0},
+             {"x": 10, "y": 20, "width": 50, "height": 30, "output_size": 3, "stride": 4, "sampling_ratio": 4},
+             {"x": 30, "y": 70, "width": 90, "height": 40, "output_size": 7, "aligned": False},
+             {"x": 0, "y": 0, "width": 127, "height": 127, "output_size": 4, "sampling_ratio": 0, "stride": 16}]),
+        **checkpoint_widget_cases(),
     }
 
 
-def detection_widget_cases():
+def checkpoint_widget_cases():
+    """Widgets over shipped checkpoints, each left out when a checkpoint it needs is not
+    installed. What a widget computes once (model outputs, attentions) is computed here, or
+    by the figure function's own cache in `bench_widgets`' warm-up call, never in a timed one."""
     from cvcourse import pretrained
-    from cvcourse.widgets import detection
+    from cvcourse.widgets import detection, detr, instance, interpret, segmentation, single_stage, vit
 
-    if "faster_rcnn" not in pretrained.available():
-        return {}
-    return {"detection explorer (scene × score threshold × NMS IoU)": (
-        detection.detection_steps_figure,
-        [{"index": i, "score_thresh": s, "nms_thresh": t}
-         for i in range(4) for s, t in ((0.05, 0.5), (0.5, 0.3), (0.8, 1.0))])}
+    have, cases = set(pretrained.available()), {}
+    if {"unet", "unet_noskip"} <= have:
+        cases["segmentation prediction browser (U-Net vs no skips)"] = (
+            segmentation.prediction_figure, [{"index": i} for i in range(12)])
+    if "faster_rcnn" in have:
+        cases["detection explorer (scene × score threshold × NMS IoU)"] = (
+            detection.detection_steps_figure,
+            [{"index": i, "score_thresh": s, "nms_thresh": t}
+             for i in range(4) for s, t in ((0.05, 0.5), (0.5, 0.3), (0.8, 1.0))])
+    if "mask_rcnn" in have:
+        cases["Mask R-CNN mask browser (scene × mask threshold × score threshold)"] = (
+            instance.instance_browser_figure,
+            [{"index": i, "threshold": t, "score_thresh": s} for i, (t, s) in enumerate(
+                ((0.5, 0.5), (0.3, 0.5), (0.7, 0.5), (0.5, 0.05), (0.5, 0.9), (0.1, 0.3), (0.9, 0.7),
+                 (0.5, 0.5)))])
+    if "classifier" in have:  # a new setting computes its map, as in the widget (scenes cached)
+        cases["explanation explorer (scene × target × method × layer)"] = (
+            interpret.explanation_figure,
+            [{"scene": i, "target": t, "method": m, "layer": "features.7"}
+             for i, t in ((0, "square"), (1, "circle")) for m in interpret.EXPLORER_METHODS]
+            + [{"scene": 2, "target": "triangle", "method": "Grad-CAM", "layer": layer}
+               for layer in ("features.3", "features.4")])
+    if {"yolo", "retinanet_bce"} & have:
+        from cvcourse.recipes.detection import held_out_scenes
+
+        images, targets = held_out_scenes("test", 24)  # the chapters' widgets show these scenes
+    if "yolo" in have:
+        from cvcourse.models.yolo import responsible_cells
+
+        grids = single_stage.grid_outputs(pretrained.load("yolo", device="cpu"), images)
+        s = grids[0]["confidence"].shape[0]
+        cells = [(i, *responsible_cells(targets[i]["boxes"], s, images.shape[-1])[0].tolist()) for i in range(6)]
+        cases["grid explorer (scene × cell)"] = (
+            single_stage.grid_figure,
+            [{"image": images[i], "target": targets[i], "grid": grids[i], "row": r, "col": c}
+             for i, r, c in cells + [(0, 0, 0), (7, s // 2, s - 1)]])
+    if "retinanet_bce" in have:
+        probs, y = single_stage.anchor_probabilities(pretrained.load("retinanet_bce", device="cpu"),
+                                                     images[:20], targets[:20])
+        cases["focal loss explorer (γ × α, RetinaNet-BCE anchors)"] = (
+            single_stage.focal_loss_figure,
+            [{"gamma": g, "alpha": a, "probs": probs, "targets": y}
+             for g, a in ((0, 0.5), (0.5, 0.25), (1, 0.25), (2, 0.25), (2, 0.5), (3, 0.75), (5, 0.25), (5, 0.9))])
+    if "detr" in have:
+        data = detr.held_out_query_data("detr", split="val", n=100)
+        q, n = data["prob"].shape[1], len(data["images"])
+        cases["DETR query explorer (query × scene)"] = (
+            detr.query_explorer_figure, [{"query": i % q, "scene": 13 * i % n, "data": data} for i in range(8)])
+    if "vit" in have:
+        from cvcourse.interpret import attention_maps, pointing_game_scenes
+
+        scenes, _, masks = pointing_game_scenes(24, split="test")  # the chapter's explorer shows 24
+        attn = attention_maps(pretrained.load("vit", device="cpu"), scenes)
+        L = attn.shape[0]
+        cases["ViT attention explorer (image × layer × head × CLS attention vs rollout)"] = (
+            vit.vit_attention_figure,
+            [{"images": scenes, "attentions": attn, "masks": masks, "index": i, "layer": i % L, "head": h,
+              "view": v}
+             for i, (h, v) in enumerate((("mean", "rollout"), (0, "CLS attention"), ("max", "rollout"),
+                                         (1, "CLS attention"), (2, "rollout"), ("max", "CLS attention"),
+                                         (3, "rollout"), ("mean", "CLS attention")))])
+    return cases
 
 
 def bench_widgets(repeat: int) -> list[Row]:
@@ -133,18 +212,30 @@ def bench_widgets(repeat: int) -> list[Row]:
 
     rows = []
     for name, (fn, settings) in widget_cases().items():
-        time_figure(fn, settings[:1])  # warm-up: imports, font cache
+        time_figure(fn, settings[:1])  # warm-up: imports, font cache, the figure's own caches
         times = time_figure(fn, settings)
         rows.append((f"widget callback: {name}", f"{1e3 * statistics.median(times):.0f}", "ms",
                      f"median of {len(times)} redraws incl. PNG render; bar ≤ 150 ms"))
     return rows
 
 
-def bench_models(repeat: int) -> list[Row]:
+def _detectors() -> list[str]:
+    """Shipped box detectors (scored by mAP) and the localizer: `bench_detection` times them."""
     from cvcourse import pretrained, recipes
 
-    rows = []
+    return [n for n in pretrained.available()
+            if "map_50" in pretrained.record(n)["metrics"]
+            or recipes.get(n).evaluate.__module__ == "cvcourse.recipes.detection"]
+
+
+def bench_models(repeat: int) -> list[Row]:
+    """The other checkpoints (classifiers, segmenters, Mask R-CNN): inference at batch 32."""
+    from cvcourse import pretrained, recipes
+
+    rows, detectors = [], set(_detectors())
     for name in pretrained.available():
+        if name in detectors:
+            continue
         model = pretrained.load(name, device="cpu")
         ds = recipes.get(name).train_data()
         batch = torch.stack([ds[i][0] for i in range(32)])
@@ -159,9 +250,7 @@ def bench_detection(repeat: int) -> list[Row]:
     Faster R-CNN against torchvision's FasterRCNN class with the same backbone, data and budget."""
     from cvcourse import pretrained, recipes
 
-    shipped = [n for n in pretrained.available()  # box detectors (mAP) and the localizer
-               if "map_50" in pretrained.record(n)["metrics"]
-               or recipes.get(n).evaluate.__module__ == "cvcourse.recipes.detection"]
+    shipped = _detectors()
     speed, rows = {}, []
     for name in shipped:  # batch 32 of the recipe's scenes, all models in this one run
         model = pretrained.load(name, device="cpu")
@@ -211,8 +300,23 @@ def bench_notebooks(repeat: int) -> list[Row]:
     return rows
 
 
+def bench_gpu(repeat: int) -> list[Row]:
+    """GPU rows: stored from a run of benchmarks/gpu.py on a GPU machine (this CPU machine has
+    none); each row names the hardware and date it was measured on."""
+    from cvcourse.tradeoffs import gpu_measurements
+
+    gpu = gpu_measurements()
+    where = f"stored: {gpu['hardware']}, {gpu['date']}, fp32"
+    rows = []
+    for name, r in gpu["rows"].items():
+        rows.append((f"{name} on GPU: inference, batch 32", f"{r['inference_images_per_s']:,.0f}", "images/s", where))
+        rows.append((f"{name} on GPU: one training step, batch {r['train_batch']}", f"{r['train_step_ms']:.1f}", "ms",
+                     where + ("; " + r["note"] if "note" in r else "")))
+    return rows
+
+
 SECTIONS = {"data": bench_data, "ops": bench_ops, "widgets": bench_widgets, "models": bench_models,
-            "detection": bench_detection, "notebooks": bench_notebooks}
+            "detection": bench_detection, "gpu": bench_gpu, "notebooks": bench_notebooks}
 
 
 def table(rows: list[Row]) -> str:

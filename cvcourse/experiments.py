@@ -9,10 +9,17 @@ Regenerate the file the single-object detection chapter plots::
 
     OMP_NUM_THREADS=1 python -m cvcourse.experiments localizer_sweep   # about 10 min on 2 cores
 
+and the one the detection trade-offs chapter plots::
+
+    OMP_NUM_THREADS=1 python -m cvcourse.experiments backbone_sweep    # about 55 CPU-minutes
+
 - `localizer_point`: train one `SingleObjectLocalizer` with a given box-loss weight and box
   loss (smooth L1 or L2), then its class accuracy and mean box IoU on held-out scenes.
 - `localizer_sweep`: every (weight, loss) pair, same budget, same seed and data.
-- `load_sweep`: the stored results.
+- `backbone_point`: train the `yolo` recipe's detector with another backbone width or neck
+  depth for a fixed budget; its mAP on held-out scenes, parameters and multiply-adds.
+- `backbone_sweep`: the widths and depths of `BACKBONE_POINTS`, same budget, seed and data.
+- `load_sweep`: the stored results (either file).
 """
 
 from __future__ import annotations
@@ -30,11 +37,15 @@ import torch
 from . import device as _device
 
 __all__ = ["SWEEP_FILE", "BOX_WEIGHTS", "BOX_LOSSES", "localizer_point", "localizer_sweep",
-           "load_sweep", "save_sweep"]
+           "BACKBONE_SWEEP_FILE", "BACKBONE_POINTS", "backbone_point", "backbone_sweep",
+           "multiply_adds", "load_sweep", "save_sweep"]
 
 SWEEP_FILE = Path(__file__).resolve().parent / "weights" / "localizer_sweep.json"
 BOX_WEIGHTS = (0.1, 1.0, 10.0)
 BOX_LOSSES = ("smooth_l1", "l2")
+BACKBONE_SWEEP_FILE = SWEEP_FILE.with_name("backbone_sweep.json")
+# (backbone width, neck depth): the shipped YOLO is (16, 2); widths double, depth halves/doubles
+BACKBONE_POINTS = ((8, 2), (16, 2), (32, 2), (16, 1), (16, 4))
 
 
 def localizer_point(box_weight: float, box_loss: str = "smooth_l1", steps: int = 300,
@@ -112,6 +123,80 @@ def localizer_sweep(box_weights: Sequence[float] = BOX_WEIGHTS,
             "points": points}
 
 
+def multiply_adds(model: torch.nn.Module, images: torch.Tensor) -> int:
+    """Multiply-adds of one eval-mode forward pass of `model` on `images` (convolutions and
+    matrix products, as counted by `torch.utils.flop_counter`, halved: 1 MAC = 2 FLOPs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(images)
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() // 2
+
+
+def backbone_point(width: int, neck_depth: int = 2, steps: int = 800, split: str = "val",
+                   n_eval: int = 200, seed: int = 0, device=None) -> dict:
+    """Train the `yolo` recipe's detector with backbone `width` and `neck_depth` and score it.
+
+    Everything else is the recipe's (data, loss, batch, learning rate, warm-up, clipping),
+    with `steps` steps instead of the recipe's so the sweep fits a CPU; evaluated on the
+    first `n_eval` scenes of `split` ("val": the sweep informs a choice, so the test split
+    stays untouched).
+
+    Returns:
+        ``{"width", "neck_depth", "params", "multiply_adds" (one 128 x 128 image), "map",
+        "map_50", "map_75", "final_loss", "seconds"}``.
+    """
+    from . import recipes
+    from .train import fit
+
+    for name, v, low in (("width", width, 1), ("neck_depth", neck_depth, 0), ("steps", steps, 1)):
+        if not isinstance(v, int) or v < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    recipe = recipes.get("yolo")
+    torch.manual_seed(seed)
+    model = recipe.factory(**{**recipe.config, "width": width, "neck_depth": neck_depth})
+    hist = fit(model, recipe.train_data(), recipe.loss, steps=steps, batch_size=recipe.batch_size,
+               lr=recipe.lr, weight_decay=recipe.weight_decay, warmup=min(recipe.warmup, steps // 4),
+               grad_clip=recipe.grad_clip, collate_fn=recipe.collate_fn, device=device,
+               seed=seed, progress=False)
+    model = model.cpu().eval()
+    metrics = recipe.evaluate(model, split=split, n=n_eval)
+    size = recipe.train_data().size
+    return {"width": width, "neck_depth": neck_depth,
+            "params": sum(p.numel() for p in model.parameters()),
+            "multiply_adds": multiply_adds(model, torch.zeros(1, 3, size, size)),
+            **{k: round(float(metrics[k]), 5) for k in ("map", "map_50", "map_75")},
+            "final_loss": round(hist.smoothed()[-1], 5), "seconds": round(hist.seconds, 1)}
+
+
+def backbone_sweep(points: Sequence[tuple] = BACKBONE_POINTS, steps: int = 800, split: str = "val",
+                   n_eval: int = 200, seed: int = 0, device=None, log=print) -> dict:
+    """`backbone_point` for every (width, neck_depth) in `points`, one after the other.
+
+    Returns:
+        ``{"experiment", "date", "hardware", "torch", "budget": {...}, "points": [...]}``.
+    """
+    start = time.perf_counter()
+    budget = {"steps": steps, "batch_size": 8, "seed": seed, "eval_split": split,
+              "eval_scenes": n_eval, "recipe": "yolo"}
+    results = []
+    for width, depth in points:
+        results.append(backbone_point(width, depth, steps, split, n_eval, seed, device))
+        if log:
+            r = results[-1]
+            log(f"width {width:>2}, neck {depth}: mAP@0.5 {r['map_50']:.3f}, COCO mAP {r['map']:.3f}, "
+                f"{r['params']:,} params ({r['seconds']} s)")
+    return {"experiment": "backbone_sweep", "date": _dt.date.today().isoformat(),
+            "hardware": _device.describe(device), "torch": torch.__version__,
+            "total_seconds": round(time.perf_counter() - start, 1), "budget": budget,
+            "points": results}
+
+
 def save_sweep(results: dict, path=SWEEP_FILE) -> Path:
     """Write `results` as indented JSON to `path` (default: the package's file)."""
     path = Path(path)
@@ -120,24 +205,36 @@ def save_sweep(results: dict, path=SWEEP_FILE) -> Path:
 
 
 def load_sweep(path=SWEEP_FILE) -> dict:
-    """The stored sweep results (`localizer_sweep`'s dict)."""
+    """The stored sweep results (`localizer_sweep`'s or, with `BACKBONE_SWEEP_FILE`,
+    `backbone_sweep`'s dict)."""
     path = Path(path)
     if not path.exists():
+        name = "backbone_sweep" if path.name == BACKBONE_SWEEP_FILE.name else "localizer_sweep"
         raise FileNotFoundError(f"{path} is missing; regenerate it with "
-                                f"`python -m cvcourse.experiments localizer_sweep`")
+                                f"`python -m cvcourse.experiments {name}`")
     return json.loads(path.read_text())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cvcourse.experiments",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("name", choices=["localizer_sweep"], help="the experiment to run")
-    p.add_argument("--steps", type=int, default=300, help="training steps per point")
-    p.add_argument("--n-eval", type=int, default=500, help="held-out (val) scenes per point")
-    p.add_argument("--out", default=str(SWEEP_FILE), help="where to write the JSON")
+    p.add_argument("name", choices=["localizer_sweep", "backbone_sweep"], help="the experiment to run")
+    p.add_argument("--steps", type=int, default=None,
+                   help="training steps per point (default: 300 localizer, 800 backbone)")
+    p.add_argument("--n-eval", type=int, default=None, help="held-out (val) scenes per point")
+    p.add_argument("--points", type=int, nargs="*", default=None,
+                   help="backbone_sweep: run only these indices of BACKBONE_POINTS")
+    p.add_argument("--out", default=None, help="where to write the JSON (default: the package's file)")
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
-    results = localizer_sweep(steps=a.steps, n_eval=a.n_eval, device=a.device)
+    if a.name == "localizer_sweep":
+        results = localizer_sweep(steps=a.steps or 300, n_eval=a.n_eval or 500, device=a.device)
+        out = a.out or SWEEP_FILE
+    else:
+        points = BACKBONE_POINTS if a.points is None else [BACKBONE_POINTS[i] for i in a.points]
+        results = backbone_sweep(points, steps=a.steps or 800, n_eval=a.n_eval or 200, device=a.device)
+        out = a.out or BACKBONE_SWEEP_FILE
+    a.out = out
     print(f"wrote {save_sweep(results, a.out)} ({results['total_seconds']} s)")
     return 0
 

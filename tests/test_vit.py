@@ -90,6 +90,27 @@ def test_vit_shapes_and_attentions():
     assert model.num_tokens == 65 and model.grid == 8
 
 
+def test_conv_stem_gives_one_token_per_patch_cell():
+    torch.manual_seed(0)
+    model = VisionTransformer(dim=32, depth=2, heads=4, stem="conv").eval()
+    x = torch.rand(2, 3, 64, 64)
+    cells = model.stem(model.standardize(x))
+    assert cells.shape == (2, 16, 8, 8)                         # 3 stride-2 convs: 64 -> 8, dim/2 channels
+    assert [m.stride for m in model.stem if isinstance(m, torch.nn.Conv2d)] == [(2, 2)] * 3
+    assert model.tokens(x).shape == (2, 65, 32) and model(x).shape == (2, 3)
+    # a cell's vector depends on its own 8x8 cell and a margin, not on far-away pixels
+    # (the stem alone, in eval mode; the per-image standardization before it is global)
+    y = x.clone()
+    y[:, :, 48:, 48:] = 0.0                                    # change the bottom-right corner only
+    with torch.no_grad():
+        a, b = model.stem(x), model.stem(y)
+    assert torch.equal(a[..., :5, :5], b[..., :5, :5]) and not torch.equal(a, b)
+    with pytest.raises(ValueError, match="power-of-two"):
+        VisionTransformer(image_size=60, patch_size=6, stem="conv")
+    with pytest.raises(ValueError, match="stem must be"):
+        VisionTransformer(stem="resnet")
+
+
 def test_vit_rejects_bad_inputs():
     with pytest.raises(ValueError, match="multiple of patch_size"):
         VisionTransformer(image_size=60, patch_size=8)

@@ -1,4 +1,4 @@
-"""Checkers for the single-stage detection chapters (YOLO, SSD, RetinaNet)."""
+"""Checkers for the single-stage detection chapters (YOLO, SSD, RetinaNet) and the trade-offs chapter."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from ._core import _call, report
 
-__all__ = ["check_responsible_cells", "check_default_boxes", "check_focal_loss"]
+__all__ = ["check_responsible_cells", "check_default_boxes", "check_focal_loss", "check_pareto_front"]
 
 
 def check_responsible_cells(fn: Callable, n_scenes: int = 30, split: str = "val") -> bool:
@@ -99,3 +99,38 @@ def check_focal_loss(fn: Callable) -> bool:
     ok = worst <= 1e-6 and worst_grad <= 1e-6
     return report(name, ok, f"5 (alpha, gamma) settings, max |error| = {worst:.2g}, gradients "
                             f"{worst_grad:.2g} (tolerance 1e-6)")
+
+
+def check_pareto_front(fn: Callable, n_random: int = 200) -> bool:
+    """Exercise (trade-offs chapter): ``fn(points) -> set of names`` of the points that no
+    other point beats in both ``"images_per_s"`` and ``"map"`` (at least as good in both,
+    better in one). Checked against `cvcourse.tradeoffs.pareto_front` on hand-made cases
+    (ties, duplicates, one point) and random ones."""
+    import random
+
+    from ..tradeoffs import pareto_front
+
+    name = "pareto_front"
+
+    def pts(*triples):
+        return [{"name": n, "images_per_s": s, "map": m} for n, s, m in triples]
+
+    cases = [pts(("a", 10.0, 0.5)),
+             pts(("a", 10.0, 0.5), ("b", 20.0, 0.4), ("c", 5.0, 0.6)),          # all on the front
+             pts(("a", 10.0, 0.5), ("b", 20.0, 0.6)),                            # b dominates a
+             pts(("a", 10.0, 0.5), ("b", 10.0, 0.5)),                            # equal: both stay
+             pts(("a", 10.0, 0.5), ("b", 10.0, 0.6), ("c", 12.0, 0.5)),          # ties in one axis
+             pts(("fast", 100.0, 0.1), ("slow", 1.0, 0.9), ("mid", 10.0, 0.3), ("bad", 5.0, 0.2))]
+    rng = random.Random(0)
+    for k in range(n_random):
+        cases.append(pts(*((f"d{i}", float(rng.randint(1, 8)), rng.randint(0, 8) / 8)
+                           for i in range(rng.randint(1, 7)))))
+    for points in cases:
+        got, err = _call(name, fn, [dict(p) for p in points])
+        if err:
+            return report(name, False, err)
+        want = set(pareto_front(points))
+        if set(got) != want:
+            return report(name, False, f"points {[(p['name'], p['images_per_s'], p['map']) for p in points]}: "
+                                       f"expected {sorted(want)}, got {sorted(set(got))}")
+    return report(name, True, f"{len(cases)} cases (ties, duplicates, random), every front exact")

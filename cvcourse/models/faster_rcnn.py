@@ -41,6 +41,13 @@ def conv_backbone(width: int = 32, stride: int = 8) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _targets_to(images: Tensor, targets, keys=("boxes", "labels")) -> list:
+    """The targets' `keys` on the images' device: boxes also in the images' dtype, the
+    rest (labels, masks) keep theirs. Every detector calls this before computing its loss."""
+    return [{k: t[k].to(images) if k == "boxes" else t[k].to(images.device) for k in keys}
+            for t in targets]
+
+
 def _check_inputs(images, targets, training: bool) -> None:
     if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
@@ -113,8 +120,7 @@ class FasterRCNN(nn.Module):
         """
         _check_inputs(images, targets, self.training)
         if targets is not None:
-            targets = [{"boxes": t["boxes"].to(images), "labels": t["labels"].to(images.device)}
-                       for t in targets]
+            targets = _targets_to(images, targets)
         features = self.backbone(images)                               # (B, 4w, H/s, W/s)
         proposals, rpn_losses = self.rpn(images, features, targets)    # B x (K, 4)
         detections, head_losses = self.roi_heads(features, proposals, tuple(images.shape[-2:]),

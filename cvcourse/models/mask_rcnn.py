@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..ops.boxes import box_iou
 from ..ops.roi import roi_align, roi_pool
-from .faster_rcnn import FasterRCNN, _check_inputs
+from .faster_rcnn import FasterRCNN, _check_inputs, _targets_to
 from .roi_heads import RoIHeads, fastrcnn_loss
 
 __all__ = ["MaskHead", "MaskRCNN", "MaskRoIHeads", "mask_targets", "maskrcnn_loss",
@@ -296,8 +296,7 @@ class MaskRCNN(FasterRCNN):
         _check_inputs(images, targets, self.training)
         if self.training:
             _check_masks(images, targets)
-            targets = [{"boxes": t["boxes"].to(images), "labels": t["labels"].to(images.device),
-                        "masks": t["masks"].to(images.device)} for t in targets]
+            targets = _targets_to(images, targets, ("boxes", "labels", "masks"))
         features = self.backbone(images)                                   # (B, 4w, H/s, W/s)
         proposals, rpn_losses = self.rpn(images, features, targets if self.training else None)
         detections, head_losses = self.roi_heads(features, proposals, tuple(images.shape[-2:]),

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from ..ops.anchors import AnchorGenerator, Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 from ..ops.focal import sigmoid_focal_loss
-from .faster_rcnn import _check_inputs
+from .faster_rcnn import _check_inputs, _targets_to
 from .ssd import MultiScaleBackbone
 
 __all__ = ["RetinaNet", "FeaturePyramid", "classification_loss", "loss_shares", "prior_bias"]
@@ -216,8 +216,7 @@ class RetinaNet(nn.Module):
         features = self.fpn(self.backbone(images))
         logits = torch.cat(self.head(features)[0], 1)                 # (N, A, C)
         anchors = self.anchor_generator(images, features)[0]
-        targets = [{"boxes": t["boxes"].to(images), "labels": t["labels"].to(images.device)}
-                   for t in targets]
+        targets = _targets_to(images, targets)
         matched, _, onehot = self.match(anchors, targets)
         self.train(was_training)
         valid = matched != Matcher.BETWEEN_THRESHOLDS
@@ -237,8 +236,7 @@ class RetinaNet(nn.Module):
         anchors = self.anchor_generator(images, features)[0]
         sizes = [lg.shape[1] for lg in logits]
         if self.training:
-            targets = [{"boxes": t["boxes"].to(images), "labels": t["labels"].to(images.device)}
-                       for t in targets]
+            targets = _targets_to(images, targets)
             return self.compute_loss(torch.cat(logits, 1), torch.cat(deltas, 1), anchors, targets)
         return self.postprocess(logits, deltas, list(anchors.split(sizes)),
                                 tuple(images.shape[-2:]))

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from ..ops.anchors import Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 from .classifier import conv_bn_relu
-from .faster_rcnn import _check_inputs, conv_backbone
+from .faster_rcnn import _check_inputs, _targets_to, conv_backbone
 
 __all__ = ["SSD", "MultiScaleBackbone", "default_boxes", "hard_negative_mining"]
 
@@ -239,7 +239,6 @@ class SSD(nn.Module):
         logits, deltas = self.head(features)                 # (N, D, C + 1), (N, D, 4)
         anchors = self.default_boxes(features, images.shape[-1])   # (D, 4)
         if self.training:
-            targets = [{"boxes": t["boxes"].to(images), "labels": t["labels"].to(images.device)}
-                       for t in targets]
+            targets = _targets_to(images, targets)
             return self.compute_loss(logits, deltas, anchors, targets)
         return self.postprocess(logits, deltas, anchors, tuple(images.shape[-2:]))

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from ..ops.boxes import _check_boxes, batched_nms, clip_boxes_to_image, remove_small_boxes
 from .classifier import conv_bn_relu
-from .faster_rcnn import _check_inputs, conv_backbone
+from .faster_rcnn import _check_inputs, _targets_to, conv_backbone
 
 __all__ = ["YOLO", "GridPredictions", "assign_cells", "paired_iou", "responsible_cells"]
 
@@ -115,13 +115,17 @@ class YOLO(nn.Module):
         lambda_coord, lambda_noobj: YOLO v1's loss weights (5 and 0.5).
         prior: starting confidence of every predictor (its bias is log(prior / (1 - prior))).
         score_thresh, nms_thresh, detections_per_img: inference settings.
+        neck_depth: 3x3 conv-BN-ReLU layers between the backbone and the head (the
+            trade-offs chapter's depth sweep varies it).
     """
 
     def __init__(self, num_classes: int = 3, width: int = 24, stride: int = 8,
                  boxes_per_cell: int = 2, lambda_coord: float = 5.0, lambda_noobj: float = 0.5,
                  prior: float = 0.01, score_thresh: float = 0.05, nms_thresh: float = 0.5,
-                 detections_per_img: int = 100):
+                 detections_per_img: int = 100, neck_depth: int = 2):
         super().__init__()
+        if not isinstance(neck_depth, int) or neck_depth < 0:
+            raise ValueError(f"neck_depth must be an int >= 0, got {neck_depth!r}")
         if boxes_per_cell < 1 or num_classes < 1:
             raise ValueError(f"boxes_per_cell and num_classes must be >= 1, got "
                              f"{boxes_per_cell} and {num_classes}")
@@ -131,8 +135,9 @@ class YOLO(nn.Module):
         self.detections_per_img = detections_per_img
         c = 4 * width
         self.backbone = conv_backbone(width, stride)                 # (N, c, H/s, W/s)
-        # two more 3x3 convs widen the receptive field to ~80 px: a cell sees whole objects
-        self.neck = nn.Sequential(conv_bn_relu(c, c), conv_bn_relu(c, c))
+        # two more 3x3 convs (the default) widen the receptive field to ~80 px: a cell sees
+        # whole objects
+        self.neck = nn.Sequential(*(conv_bn_relu(c, c) for _ in range(neck_depth)))
         self.head = nn.Conv2d(c, boxes_per_cell * 5 + num_classes, 1)
         with torch.no_grad():                      # per box: x, y, sqrt w, sqrt h, confidence
             self.head.bias[4:5 * boxes_per_cell:5] = math.log(prior / (1 - prior))
@@ -227,7 +232,6 @@ class YOLO(nn.Module):
                              f"{self.stride}, got {tuple(images.shape[-2:])}")
         pred = self.grid(images)
         if self.training:
-            targets = [{"boxes": t["boxes"].to(images), "labels": t["labels"].to(images.device)}
-                       for t in targets]
+            targets = _targets_to(images, targets)
             return self.compute_loss(pred, targets, images.shape[-1])
         return self.postprocess(pred, tuple(images.shape[-2:]))

@@ -1,0 +1,133 @@
+"""The trade-offs chapter's parts: the one-run comparison, the Pareto front, the table and figure,
+the backbone sweep and the stored GPU timings."""
+
+import json
+
+import pytest
+import torch
+
+from cvcourse import exercises, experiments, tradeoffs
+from cvcourse.models.yolo import YOLO
+from cvcourse.recipes.detection import held_out_scenes
+from cvcourse.tradeoffs import compare_detectors, markdown_table, pareto_front, tradeoff_figure
+
+
+class Oracle(torch.nn.Module):
+    """Returns each known image's ground truth as its detections (score 1): mAP exactly 1."""
+
+    def __init__(self, images, targets):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.images, self.targets = images, targets
+
+    def forward(self, images):
+        out = []
+        for image in images:
+            t = next(t for x, t in zip(self.images, self.targets) if torch.equal(x, image))
+            out.append({"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["boxes"]))})
+        return out
+
+
+def test_compare_detectors_scores_and_times_each_model_on_the_same_scenes(one_thread):
+    images, targets = held_out_scenes("val", 6)
+    torch.manual_seed(0)
+    rows = compare_detectors({"yolo": YOLO(width=4), "oracle": Oracle(images, targets)}, images, targets,
+                             batch_size=6, repeats=2)
+    assert [r["name"] for r in rows] == ["yolo", "oracle"]
+    oracle = rows[1]
+    assert oracle["map_50"] == pytest.approx(1.0) and oracle["map"] == pytest.approx(1.0)
+    assert rows[0]["map_50"] < 0.2                       # untrained
+    assert all(r["images_per_s"] > 0 and r["device"] == "cpu" for r in rows)
+
+
+def test_compare_detectors_bad_input():
+    images, targets = held_out_scenes("val", 2)
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        compare_detectors({}, images, targets)
+    with pytest.raises(ValueError, match=r"Tensor\[N, 3, H, W\]"):
+        compare_detectors({"m": YOLO(width=4)}, images[0], targets)
+    with pytest.raises(ValueError, match="one dict per image"):
+        compare_detectors({"m": YOLO(width=4)}, images, targets[:1])
+    with pytest.raises(ValueError, match="repeats"):
+        compare_detectors({"m": YOLO(width=4)}, images, targets, repeats=0)
+
+
+def _pts(*triples):
+    return [{"name": n, "images_per_s": s, "map": m} for n, s, m in triples]
+
+
+def test_pareto_front_hand_made():
+    assert pareto_front(_pts(("a", 10, 0.5), ("b", 20, 0.4), ("c", 5, 0.6))) == ["b", "a", "c"]
+    assert pareto_front(_pts(("a", 10, 0.5), ("b", 20, 0.6))) == ["b"]
+    assert sorted(pareto_front(_pts(("a", 10, 0.5), ("b", 10, 0.5)))) == ["a", "b"]   # equal: neither beats
+    assert pareto_front(_pts(("a", 10, 0.5), ("b", 10, 0.6), ("c", 12, 0.5))) == ["c", "b"]
+    assert pareto_front(_pts(("a", 1, 0.1), ("b", 2, 0.2), ("c", 3, 0.3))) == ["c"]
+    with pytest.raises(ValueError, match="needs keys"):
+        pareto_front([{"name": "a", "map": 0.5}])
+
+
+def test_pareto_front_checker_passes_the_reference_and_fails_a_wrong_answer(capsys):
+    assert exercises.check_pareto_front(lambda pts: pareto_front(pts))
+    best = lambda pts: [max(pts, key=lambda p: p["map"])["name"]]            # noqa: E731
+    assert not exercises.check_pareto_front(best)
+    assert "FAIL: pareto_front" in capsys.readouterr().out
+
+    def unfinished(points):
+        raise NotImplementedError
+    assert not exercises.check_pareto_front(unfinished)
+
+
+def test_markdown_table_and_figure():
+    rows = [{"name": "a", "map": 0.51234, "images_per_s": 1234.5, "steps": 3000},
+            {"name": "b", "map": 0.6, "images_per_s": 12.25, "steps": 800}]
+    table = markdown_table(rows, {"name": "detector", "map": "COCO mAP", "images_per_s": "images/s",
+                                  "steps": "steps"})
+    lines = table.splitlines()
+    assert lines[0] == "| detector | COCO mAP | images/s | steps |"
+    assert lines[2] == "| a | 0.512 | 1,234 | 3,000 |" and lines[3] == "| b | 0.600 | 12.250 | 800 |"
+    assert "| — |" in markdown_table([{"x": float("nan")}], {"x": "x"})
+    with pytest.raises(ValueError, match="not keys"):
+        markdown_table(rows, {"nope": "x"})
+    with pytest.raises(ValueError, match="empty"):
+        markdown_table([], {"name": "x"})
+    fig = tradeoff_figure(rows, extra=[dict(rows[0], images_per_s=9999.0)], extra_label="GPU")
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and len(ax.collections) == 4     # 2 points, 1 extra, 1 legend proxy
+    assert [t.get_text() for t in ax.texts] == ["a", "b", "a"]
+    with pytest.raises(ValueError, match="at least one"):
+        tradeoff_figure([])
+
+
+def test_stored_gpu_timings_cover_every_compared_detector():
+    gpu = tradeoffs.gpu_measurements()
+    assert "CUDA" in gpu["hardware"]
+    for name in tradeoffs.DETECTORS:
+        row = gpu["rows"][name]
+        assert row["inference_images_per_s"] > 0 and row["train_step_ms"] > 0
+    with pytest.raises(FileNotFoundError, match="benchmarks/gpu.py"):
+        tradeoffs.gpu_measurements("/nonexistent/x.json")
+
+
+def test_backbone_point_runs_and_reports_size(one_thread):
+    r = experiments.backbone_point(4, neck_depth=1, steps=2, n_eval=3)
+    assert set(r) >= {"width", "neck_depth", "params", "multiply_adds", "map", "map_50", "map_75"}
+    small = YOLO(width=4, neck_depth=1)
+    assert r["params"] == sum(p.numel() for p in small.parameters())
+    # multiply-adds grow with width (about 4x for twice the width in the 3x3 layers)
+    assert experiments.multiply_adds(YOLO(width=8), torch.zeros(1, 3, 128, 128)) > \
+        3 * experiments.multiply_adds(YOLO(width=4), torch.zeros(1, 3, 128, 128))
+    with pytest.raises(ValueError, match="neck_depth"):
+        experiments.backbone_point(4, neck_depth=-1, steps=1)
+    with pytest.raises(ValueError, match="width"):
+        experiments.backbone_point(0, steps=1)
+    with pytest.raises(ValueError, match="neck_depth"):
+        YOLO(neck_depth=-1)
+
+
+def test_stored_backbone_sweep_is_consistent():
+    sweep = experiments.load_sweep(experiments.BACKBONE_SWEEP_FILE)
+    points = {(p["width"], p["neck_depth"]): p for p in sweep["points"]}
+    assert set(points) == set(experiments.BACKBONE_POINTS)
+    for (width, depth), p in points.items():
+        assert p["params"] == sum(q.numel() for q in YOLO(width=width, neck_depth=depth).parameters())
+    assert json.loads(json.dumps(sweep)) == sweep
