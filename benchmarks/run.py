@@ -257,7 +257,10 @@ def bench_detection(repeat: int) -> list[Row]:
         ds = recipes.get(name).train_data()
         batch = torch.stack([ds[i][0] for i in range(32)])
         with torch.no_grad():
-            speed[name] = 32 / median_seconds(lambda: model(batch), max(3, repeat // 2))
+            if name == "rcnn":  # its forward takes warped crops; time whole images, search included
+                speed[name] = 4 / median_seconds(lambda: model.predict(batch[:4]), 3)
+            else:
+                speed[name] = 32 / median_seconds(lambda: model(batch), max(3, repeat // 2))
     ours, peer = "faster_rcnn", "faster_rcnn_torchvision"
     if ours in speed and peer in speed:
         a, b = pretrained.record(ours), pretrained.record(peer)
@@ -278,7 +281,9 @@ def bench_detection(repeat: int) -> list[Row]:
     for name in shipped:
         m = pretrained.record(name)["metrics"]
         acc = ", ".join(f"{k} {v:.3f}" for k, v in m.items())
-        rows.append((f"detector {name}: inference, batch 32", f"{speed[name]:.0f}", "images/s",
+        what = "4 images, selective search included" if name == "rcnn" else "batch 32"
+        rows.append((f"detector {name}: inference, {what}", f"{speed[name]:.1f}" if speed[name] < 10
+                     else f"{speed[name]:.0f}", "images/s",
                      f"held-out {acc} (manifest)"))
     return rows
 

@@ -48,6 +48,14 @@ BACKBONE_SWEEP_FILE = SWEEP_FILE.with_name("backbone_sweep.json")
 BACKBONE_POINTS = ((8, 2), (16, 2), (32, 2), (16, 1), (16, 4))
 
 
+def _sweep_record(experiment: str, device, start: float, budget: dict, points: list) -> dict:
+    """What every sweep stores: its name, date, hardware, torch, wall time, budget and points."""
+    return {"experiment": experiment, "date": _dt.date.today().isoformat(),
+            "hardware": _device.describe(device), "torch": torch.__version__,
+            "total_seconds": round(time.perf_counter() - start, 1), "budget": budget,
+            "points": points}
+
+
 def localizer_point(box_weight: float, box_loss: str = "smooth_l1", steps: int = 300,
                     batch_size: int = 32, split: str = "val", n_eval: int = 500, seed: int = 0,
                     device=None) -> dict:
@@ -117,10 +125,7 @@ def localizer_sweep(box_weights: Sequence[float] = BOX_WEIGHTS,
             if log:
                 log(f"{box_loss:>9} x {w:<5}: accuracy {points[-1]['accuracy']:.3f}, "
                     f"mean IoU {points[-1]['mean_iou']:.3f} ({points[-1]['seconds']} s)")
-    return {"experiment": "localizer_sweep", "date": _dt.date.today().isoformat(),
-            "hardware": _device.describe(device), "torch": torch.__version__,
-            "total_seconds": round(time.perf_counter() - start, 1), "budget": budget,
-            "points": points}
+    return _sweep_record("localizer_sweep", device, start, budget, points)
 
 
 def multiply_adds(model: torch.nn.Module, images: torch.Tensor) -> int:
@@ -191,10 +196,7 @@ def backbone_sweep(points: Sequence[tuple] = BACKBONE_POINTS, steps: int = 800, 
             r = results[-1]
             log(f"width {width:>2}, neck {depth}: mAP@0.5 {r['map_50']:.3f}, COCO mAP {r['map']:.3f}, "
                 f"{r['params']:,} params ({r['seconds']} s)")
-    return {"experiment": "backbone_sweep", "date": _dt.date.today().isoformat(),
-            "hardware": _device.describe(device), "torch": torch.__version__,
-            "total_seconds": round(time.perf_counter() - start, 1), "budget": budget,
-            "points": results}
+    return _sweep_record("backbone_sweep", device, start, budget, results)
 
 
 def save_sweep(results: dict, path=SWEEP_FILE) -> Path:
