@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ._core import _call, report
+from ._core import _call, _max_error, report
 
 __all__: list[str] = ["check_detection_postprocess", "check_box_iou", "check_window_count",
                      "check_proposal_labels", "check_roi_align_one_box", "check_anchor_generation",
@@ -172,13 +172,10 @@ def check_roi_align_one_box(fn: Callable, n_cases: int = 6) -> bool:
         hi = lo + torch.rand(2, generator=g) * (torch.tensor([w - 0.5, h - 0.5]) - lo)
         box = torch.cat([lo, hi]) / scale  # (4,) in input pixels
         ref = roi_align(features[None], [box[None]], size, scale, ratio, aligned=True)[0]
-        out, err = _call(name, fn, features.clone(), box.clone(), size, scale, ratio)
-        if err:
-            return report(name, False, err)
-        out = torch.as_tensor(out, dtype=torch.float32)
-        if out.shape != ref.shape:
-            return report(name, False, f"expected shape {tuple(ref.shape)}, got {tuple(out.shape)}")
-        worst = max(worst, float((out - ref).abs().max()))
+        problem, error = _max_error(name, fn, (features.clone(), box.clone(), size, scale, ratio), ref)
+        if problem:
+            return report(name, False, problem)
+        worst = max(worst, error)
     return report(name, worst <= 1e-4, f"{n_cases} boxes (output sizes 1-4, scales 1 to 1/8, 1-3 "
                                         f"samples per bin), max |error| = {worst:.2g} (tolerance 1e-4)")
 
@@ -199,14 +196,11 @@ def check_anchor_generation(fn: Callable) -> bool:
     worst = 0.0
     for shape, stride, sizes, ratios in cases:
         ref = anchors_for(shape, stride, sizes, ratios)
-        out, err = _call(name, fn, shape, stride, tuple(sizes), tuple(ratios))
-        if err:
-            return report(name, False, err)
-        out = torch.as_tensor(out, dtype=torch.float32)
-        if out.shape != ref.shape:
-            return report(name, False, f"{shape} map, {len(sizes)} sizes x {len(ratios)} ratios: "
-                                       f"expected shape {tuple(ref.shape)}, got {tuple(out.shape)}")
-        worst = max(worst, float((out - ref).abs().max()))
+        problem, error = _max_error(name, fn, (shape, stride, tuple(sizes), tuple(ratios)), ref,
+                                    f"{shape} map, {len(sizes)} sizes x {len(ratios)} ratios: ")
+        if problem:
+            return report(name, False, problem)
+        worst = max(worst, error)
     return report(name, worst <= 0.5 + 1e-4, f"{len(cases)} maps, max |error| = {worst:.3g} px "
                                               f"(tolerance 0.5 px: rounding the corners is optional)")
 
@@ -227,11 +221,8 @@ def check_box_encoding(fn: Callable, n_cases: int = 4) -> bool:
         wh = torch.rand(2, n, 2, generator=g) * 60 + 2
         gt, anchors = torch.cat([xy, xy + wh], dim=2)  # (N, 4) each
         ref = BoxCoder().encode(gt, anchors)
-        out, err = _call(name, fn, gt.clone(), anchors.clone())
-        if err:
-            return report(name, False, err)
-        out = torch.as_tensor(out, dtype=torch.float32)
-        if out.shape != ref.shape:
-            return report(name, False, f"expected shape {tuple(ref.shape)}, got {tuple(out.shape)}")
-        worst = max(worst, float((out - ref).abs().max()))
+        problem, error = _max_error(name, fn, (gt.clone(), anchors.clone()), ref)
+        if problem:
+            return report(name, False, problem)
+        worst = max(worst, error)
     return report(name, worst <= 1e-5, f"{n_cases} cases, max |error| = {worst:.2g} (tolerance 1e-5)")

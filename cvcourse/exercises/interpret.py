@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from ._core import _call, report
+from ._core import _call, _max_error, report
 
 __all__: list[str] = ["check_filter_images", "check_saliency_map", "check_grad_cam_map", "check_guided_relu_backward",
                       "check_spearman_correlation"]
@@ -40,15 +40,11 @@ def check_filter_images(fn: Callable) -> bool:
     worst = 0.0
     for k, n in ((3, 16), (5, 4), (7, 2)):
         w = torch.randn(n, 3, k, k, generator=g) * torch.rand(n, 1, 1, 1, generator=g)
-        got, err = _call(name, fn, w.clone())
-        if err:
-            return report(name, False, err)
-        ref = filter_images(w)
-        got = torch.as_tensor(got, dtype=torch.float32)
-        if got.shape != ref.shape:
-            return report(name, False, f"{n} filters of 3x{k}x{k}: expected shape {tuple(ref.shape)}, got "
-                                       f"{tuple(got.shape)} (channels last, for imshow)")
-        worst = max(worst, float((got - ref).abs().max()))
+        problem, error = _max_error(name, fn, (w.clone(),), filter_images(w),
+                                    f"{n} filters of 3x{k}x{k} (channels last, for imshow): ")
+        if problem:
+            return report(name, False, problem)
+        worst = max(worst, error)
     return report(name, worst <= 1e-6, f"3 filter banks, max |error| = {worst:.2g} (tolerance 1e-6)")
 
 

@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ._core import _call, report
+from ._core import _call, _max_error, report
 
 __all__ = ["check_patchify", "check_attention_rollout", "random_attentions"]
 
@@ -59,13 +59,9 @@ def check_attention_rollout(fn: Callable, n_cases: int = 5) -> bool:
     worst = 0.0
     for case in range(n_cases):
         a = random_attentions(1 + case % 4, 2, 1 + case % 3, 2 + case % 3, generator=g)
-        out, err = _call(name, fn, a.clone())
-        if err:
-            return report(name, False, err)
-        ref = attention_rollout(a)
-        out = torch.as_tensor(out, dtype=torch.float64)
-        if out.shape != ref.shape:
-            return report(name, False, f"attentions {tuple(a.shape)}: expected shape {tuple(ref.shape)}, "
-                                       f"got {tuple(out.shape)}")
-        worst = max(worst, float(((out - ref).abs() / ref.abs().clamp_min(1e-12)).max()))
+        problem, error = _max_error(name, fn, (a.clone(),), attention_rollout(a), f"attentions {tuple(a.shape)}: ",
+                                    dtype=torch.float64, relative=True)
+        if problem:
+            return report(name, False, problem)
+        worst = max(worst, error)
     return report(name, worst < 1e-6, f"{n_cases} cases, max relative error {worst:.2g} (tolerance 1e-6)")
