@@ -96,3 +96,12 @@ def test_to_numpy_image_reads_tensors_channels_first_even_when_tiny():
     assert viz.to_numpy_image(hwc).shape == (4, 5, 3)
     assert viz.to_numpy_image(torch.zeros(3, 4, 5)).shape == (4, 5, 3)
     assert viz.to_numpy_image(torch.zeros(4, 5)).shape == (4, 5)
+
+
+def test_mask_edges_are_the_pixels_with_an_outside_neighbour():
+    mask = np.zeros((6, 7), dtype=bool)
+    mask[1:5, 2:6] = True                     # a 4 x 4 square: 12 edge pixels, 4 inside
+    edges = viz.mask_edges(mask)
+    assert edges.sum() == 12 and not edges[2:4, 3:5].any() and (edges <= mask).all()
+    full = np.ones((3, 3), dtype=bool)        # the image border counts as outside
+    assert viz.mask_edges(full).sum() == 8

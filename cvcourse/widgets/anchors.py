@@ -97,8 +97,8 @@ def anchor_figure(scene: int = 0, sizes: Sequence[float] = (16, 32, 64),
     ax_cell.set_xlim(-0.5, size - 0.5)
     ax_cell.set_ylim(size - 0.5, -0.5)
     counts_here = ", ".join(f"{int((lab.labels[k] == v).sum())} {LABEL_NAMES[v]}" for v in (1, -1, 0))
-    ax_cell.set_title(f"the {a} anchors of cell ({row}, {col}), best IoU written\n{counts_here}",
-                      fontsize=8)
+    viz.set_title(ax_cell, f"the {a} anchors of cell ({row}, {col}), best IoU written\n{counts_here}",
+                  fontsize=8)
 
     # Right: every anchor's label over the image.
     viz.show_image(image, ax=ax_all)
@@ -114,10 +114,10 @@ def anchor_figure(scene: int = 0, sizes: Sequence[float] = (16, 32, 64),
     ax_all.set_xlim(-0.5, size - 0.5)
     ax_all.set_ylim(size - 0.5, -0.5)
     counts = {v: int((lab.labels == v).sum()) for v in (1, -1, 0)}
-    ax_all.set_title(f"{len(anchors)} anchors ({cells}×{cells} cells × {a}): "
-                     f"{counts[1]} positive (boxes),\n"
-                     f"{counts[-1]} ignored (dots: their cells), {counts[0]} negative; shading: best IoU",
-                     fontsize=8)
+    viz.set_title(ax_all, f"{len(anchors)} anchors ({cells}×{cells} cells × {a}): "
+                  f"{counts[1]} positive (boxes),\n"
+                  f"{counts[-1]} ignored (dots: their cells), {counts[0]} negative; shading: best IoU",
+                  fontsize=8)
     return fig
 
 

@@ -119,7 +119,7 @@ def query_centres_figure(data: dict | None = None, queries: Sequence[int] | None
         ax.set_xticks([])
         ax.set_yticks([])
         said = float((data["prob"][:, q, 0] < 0.5).float().mean())
-        ax.set_title(f"query {q}: object in {said:.0%}", fontsize=8)
+        viz.set_title(ax, f"query {q}: object in {said:.0%}", fontsize=8)
     handles = [Line2D([], [], marker="o", ls="", color=viz.CLASS_COLORS[c], label=CLASSES[c])
                for c in range(1, len(CLASSES))]
     handles.append(Line2D([], [], marker="o", ls="", color="#bbbbbb", label="no object"))

@@ -91,8 +91,8 @@ def semantic_vs_instance_figure(image: torch.Tensor, semantic: torch.Tensor, det
     axes[1].imshow(viz.to_numpy_image(image), extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     axes[1].imshow(_rgba(region, viz.CLASS_COLORS[label], 0.9), interpolation="nearest",
                    extent=(-0.5, w - 0.5, h - 0.5, -0.5))
-    axes[1].set_title(f"{semantic_title}: class '{CLASSES[label]}'\none label for all its pixels",
-                      fontsize=9)
+    viz.set_title(axes[1], f"{semantic_title}: class '{CLASSES[label]}'\none label for all its pixels",
+                  fontsize=9)
     masks = detections["masks"]
     masks = masks[:, 0] if masks.dim() == 4 else masks
     pick = torch.where(detections["labels"] == label)[0]
@@ -101,8 +101,8 @@ def semantic_vs_instance_figure(image: torch.Tensor, semantic: torch.Tensor, det
         color = viz.INSTANCE_COLORS[k % len(viz.INSTANCE_COLORS)]
         axes[2].imshow(_rgba((masks[i] > 0.5).numpy(), color, 0.6), interpolation="nearest")
         _box(axes[2], detections["boxes"][i], color)
-    axes[2].set_title(f"Mask R-CNN: {len(pick)} instances of '{CLASSES[label]}'\n"
-                      "one mask per object", fontsize=9)
+    viz.set_title(axes[2], f"Mask R-CNN: {len(pick)} instances of '{CLASSES[label]}'\n"
+                  "one mask per object", fontsize=9)
     if zoom is not None:
         _box(axes[0], zoom, "white", lw=1.0, ls="--")
         for ax in axes[1:]:
@@ -119,13 +119,13 @@ def mask_target_figure(image: torch.Tensor, gt_mask: torch.Tensor, box: torch.Te
     axes = fig.subplots(1, 3)
     viz.show_image(image, ax=axes[0], title="a positive RoI (proposal)")
     axes[1].imshow(gt_mask.float().numpy(), cmap="gray", vmin=0, vmax=1)
-    axes[1].set_title("its object's ground-truth mask (zoomed)", fontsize=9)
+    viz.set_title(axes[1], "its object's ground-truth mask (zoomed)", fontsize=9)
     for ax in axes[:2]:
         _box(ax, box, "#ffe119", lw=2)
     _zoom(axes[1], box, 0.4)
     m = target.shape[-1]
     axes[2].imshow(target.numpy(), cmap="gray", vmin=0, vmax=1)
-    axes[2].set_title(f"target: RoI Align of the mask, {m}×{m}", fontsize=9)
+    viz.set_title(axes[2], f"target: RoI Align of the mask, {m}×{m}", fontsize=9)
     for ax in axes:
         ax.axis("off")
     return fig
@@ -271,7 +271,7 @@ def pooler_figure(image: torch.Tensor, target: dict, detections: list, names: tu
     truth = target["masks"].bool()
     union = truth.any(0).numpy()
     viz.show_image(image, ax=axes[0])
-    axes[0].set_title("true objects (dashed)", fontsize=9)
+    viz.set_title(axes[0], "true objects (dashed)", fontsize=9)
     for ax, det, name in zip(axes[1:], detections, names):
         d = _keep(det, score_thresh, 100)
         masks = d["masks"][:, 0] if d["masks"].dim() == 4 else d["masks"]
@@ -284,7 +284,7 @@ def pooler_figure(image: torch.Tensor, target: dict, detections: list, names: tu
         if zoom is not None:
             iou = float(best_mask_iou(masks.bool(), truth[zoom:zoom + 1])[0])
             name = f"{name}: mask IoU {iou:.2f}"
-        ax.set_title(name, fontsize=9)
+        viz.set_title(ax, name, fontsize=9)
     for ax in axes:
         ax.contour(union.astype(float), levels=[0.5], colors=["white"], linewidths=0.8,
                    linestyles="--")

@@ -234,7 +234,7 @@ def randomization_figure(results: dict, title: str = "cascading randomization") 
     ax.set_ylim(-1.05, 1.05)
     ax.set_ylabel("Spearman ρ with the trained maps")
     ax.set_xlabel("layers re-initialised (cumulative, from the top)")
-    ax.set_title(title, fontsize=9)
+    viz.set_title(ax, title, fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
     return fig
 
@@ -261,7 +261,7 @@ def evaluation_figure(table: dict) -> Figure:
         ax.set_yticks(y, names, fontsize=8)
         ax.invert_yaxis()
         ax.axvline(0, color="grey", lw=0.6)
-        ax.set_title(title, fontsize=9)
+        viz.set_title(ax, title, fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
         ax.tick_params(labelsize=8)
     ax_p.set_xlim(0, 1)

@@ -142,8 +142,8 @@ def windows_figure(index: int = 0, size: int = 32, ratio: float = 1.0, stride: i
             ax.text(b[0], b[1] - 1.5, f"IoU {v:.2f}", fontsize=7, color="white",
                     bbox=dict(facecolor=c, alpha=0.8, pad=1, linewidth=0))
     w, h = window_shapes([size], [ratio])[0]
-    ax.set_title(f"{w}×{h} windows, stride {stride}: {len(windows)} positions\n"
-                 f"best IoU per object: {', '.join(f'{v:.2f}' for v in ious.tolist())}", fontsize=9)
+    viz.set_title(ax, f"{w}×{h} windows, stride {stride}: {len(windows)} positions\n"
+                  f"best IoU per object: {', '.join(f'{v:.2f}' for v in ious.tolist())}", fontsize=9)
     return fig
 
 
@@ -175,7 +175,7 @@ def sweep_figure(results: dict) -> Figure:
         ax.set_xticks(weights, [f"{w:g}" for w in weights])
         ax.minorticks_off()
         ax.set_xlabel("box-loss weight λ")
-        ax.set_title(title, fontsize=9)
+        viz.set_title(ax, title, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
     fig.suptitle(f"{budget['steps']} steps each, {budget['eval_scenes']} {budget['eval_split']} scenes",
@@ -195,7 +195,7 @@ def recall_figure(curves: Dict[float, Dict[int, float]], title: str = "") -> Fig
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
+    viz.set_title(ax, title, fontsize=9)
     return fig
 
 
@@ -212,8 +212,8 @@ def proposals_figure(image: Tensor, proposals: Tensor, target: dict,
         for k, lab in enumerate(target["labels"].tolist()):
             _outlines(ax, target["boxes"][k], "white", 1.2, linestyle="--")
             _outlines(ax, props[iou[k].argmax()], viz.CLASS_COLORS[lab], 2.2)
-        ax.set_title(f"first {len(props)}: best IoU " +
-                     ", ".join(f"{v:.2f}" for v in iou.max(1).values.tolist()), fontsize=8)
+        viz.set_title(ax, f"first {len(props)}: best IoU " +
+                      ", ".join(f"{v:.2f}" for v in iou.max(1).values.tolist()), fontsize=8)
     return fig
 
 

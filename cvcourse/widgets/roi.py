@@ -24,6 +24,7 @@ from matplotlib.collections import LineCollection, PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from .. import viz
 from ..data import make_scene
 from ..ops.roi import (bilinear_sample_points, roi_align, roi_pool, roi_pool_bins,
                        roi_pool_snapping_error)
@@ -49,28 +50,26 @@ def _box(x: float, y: float, width: float, height: float, size: int) -> torch.Te
     return torch.tensor([x, y, min(x + width, size), min(y + height, size)], dtype=torch.float64)
 
 
-def _draw_map(ax, fmap: torch.Tensor) -> None:
-    """The map, faded, with its cell borders (a LineCollection: ticks are slow to lay out)."""
+def _draw_map(ax, fmap: torch.Tensor, x0: float = 0.0, indices: bool = True) -> None:
+    """The map, faded, with its left edge at ``x0 - 0.5``, its cell borders (a LineCollection:
+    ticks are slow to lay out) and, with `indices`, every fourth cell index along the left and
+    bottom edges."""
     h, w = fmap.shape[-2:]
     ax.imshow(fmap[0].permute(1, 2, 0).clamp(0, 1).numpy(), alpha=0.45, interpolation="nearest",
-              extent=(-0.5, w - 0.5, h - 0.5, -0.5))
-    segs = [[(-0.5, r - 0.5), (w - 0.5, r - 0.5)] for r in range(h + 1)]
-    segs += [[(c - 0.5, -0.5), (c - 0.5, h - 0.5)] for c in range(w + 1)]
+              extent=(x0 - 0.5, x0 + w - 0.5, h - 0.5, -0.5))
+    segs = [[(x0 - 0.5, r - 0.5), (x0 + w - 0.5, r - 0.5)] for r in range(h + 1)]
+    segs += [[(x0 + c - 0.5, -0.5), (x0 + c - 0.5, h - 0.5)] for c in range(w + 1)]
     ax.add_collection(LineCollection(segs, colors="#999999", linewidths=0.3))
-    for c in range(0, max(h, w), 4):  # a few cell indices along the edges
+    for c in range(0, max(h, w) if indices else 0, 4):
         if c < w:
-            ax.text(c, h - 0.3, str(c), ha="center", va="top", fontsize=6)
+            ax.text(x0 + c, h - 0.3, str(c), ha="center", va="top", fontsize=6)
         if c < h:
-            ax.text(-0.7, c, str(c), ha="right", va="center", fontsize=6)
-    ax.set_xlim(-0.5, w - 0.5)
-    ax.set_ylim(h - 0.5, -0.5)
-    ax.set_xticks([])
-    ax.set_yticks([])
+            ax.text(x0 - 0.7, c, str(c), ha="right", va="center", fontsize=6)
 
 
-def _true_box(ax, box: torch.Tensor, stride: int) -> None:
+def _true_box(ax, box: torch.Tensor, stride: int, x0: float = 0.0) -> None:
     x1, y1, x2, y2 = (box / stride - 0.5).tolist()
-    ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="black",
+    ax.add_patch(Rectangle((x0 + x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="black",
                            linestyle="--", linewidth=1.4))
 
 
@@ -86,7 +85,8 @@ def roi_figure(x: float = 55.0, y: float = 32.0, width: float = 47.0, height: fl
         scene: which held-out scene gives the map.
 
     Returns:
-        Figure: three panels (RoI Pool bins, RoI Align samples, both outputs).
+        Figure: three panels (RoI Pool bins, RoI Align samples, both outputs), drawn in one
+        Axes in map-cell coordinates (one Axes draws faster than three).
     """
     if not isinstance(output_size, int) or not 1 <= output_size <= 14:
         raise ValueError(f"output_size must be an int in [1, 14], got {output_size!r}")
@@ -95,10 +95,17 @@ def roi_figure(x: float = 55.0, y: float = 32.0, width: float = 47.0, height: fl
     box = _box(x, y, width, height, size)
     h, w = fmap.shape[-2:]
     scale = 1.0 / stride
-    fig = Figure(figsize=(10.5, 4.0))  # fixed axes: a layout engine would double the redraw time
-    ax_pool = fig.add_axes((0.03, 0.06, 0.36, 0.8))
-    ax_align = fig.add_axes((0.43, 0.06, 0.36, 0.8))
-    ax_out = fig.add_axes((0.83, 0.06, 0.15, 0.8))
+    gap, side = 0.3 * w, 0.4 * h               # between panels; each output image's side, in cells
+    x_align, x_out = w + gap, 2 * (w + gap)    # left edges (+ 0.5) of the middle and right panels
+    fig = Figure(figsize=(10.5, 4.0))
+    ax = fig.add_axes((0.01, 0.02, 0.98, 0.84))
+    ax.set_xlim(-0.5 - 0.1 * w, x_out + side + 0.1 * w)
+    ax.set_ylim(h - 0.5 + 0.08 * h, -0.5)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+    def title(x_centre, text):
+        ax.text(x_centre, -0.5 - 0.02 * h, text, ha="center", va="bottom", fontsize=8)
 
     # RoI Pool: integer bins, neighbours may share a row or column of cells.
     hs, he, ws, we = (t[0].tolist() for t in roi_pool_bins(box[None], output_size, scale, (h, w)))
@@ -109,48 +116,43 @@ def roi_figure(x: float = 55.0, y: float = 32.0, width: float = 47.0, height: fl
                 x0, x1, y0, y1 = ws[j] - 0.5, we[j] - 0.5, hs[i] - 0.5, he[i] - 0.5
                 polys.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
                 colors.append(BIN_COLORS[(i * output_size + j) % len(BIN_COLORS)])
-    _draw_map(ax_pool, fmap)
-    ax_pool.add_collection(PolyCollection(polys, facecolors=colors, edgecolors=colors, alpha=0.25,
-                                          linewidths=1.5))
+    _draw_map(ax, fmap)
+    ax.add_collection(PolyCollection(polys, facecolors=colors, edgecolors=colors, alpha=0.25,
+                                     linewidths=1.5))
     if polys:
         region = (ws[0] - 0.5, hs[0] - 0.5, we[-1] - ws[0], he[-1] - hs[0])
-        ax_pool.add_patch(Rectangle(region[:2], *region[2:], fill=False, edgecolor="red", linewidth=1.6))
-    _true_box(ax_pool, box, stride)
+        ax.add_patch(Rectangle(region[:2], *region[2:], fill=False, edgecolor="red", linewidth=1.6))
+    _true_box(ax, box, stride)
     dx1, dy1, dx2, dy2 = roi_pool_snapping_error(box[None], scale).shift[0].tolist()
-    ax_pool.set_title(f"RoI Pool: box snapped to cells {ws[0]}..{we[-1] - 1} × {hs[0]}..{he[-1] - 1}\n"
-                      f"corners moved by ({dx1:+.0f}, {dy1:+.0f}, {dx2:+.0f}, {dy2:+.0f}) px", fontsize=8)
+    title(w / 2 - 0.5, f"RoI Pool: box snapped to cells {ws[0]}..{we[-1] - 1} × {hs[0]}..{he[-1] - 1}\n"
+                       f"corners moved by ({dx1:+.0f}, {dy1:+.0f}, {dx2:+.0f}, {dy2:+.0f}) px")
 
-    # RoI Align: exact bins and their bilinear samples.
+    # RoI Align: exact bins and their bilinear samples (the same cells, shifted right).
     samples = bilinear_sample_points(box, output_size, sampling_ratio, scale, aligned, map_size=(h, w))
-    _draw_map(ax_align, fmap)
-    xe, ye = samples.x_edges.tolist(), samples.y_edges.tolist()
-    ax_align.vlines(xe, ye[0], ye[-1], colors="#1f4fd8", linewidth=1.2)
-    ax_align.hlines(ye, xe[0], xe[-1], colors="#1f4fd8", linewidth=1.2)
+    _draw_map(ax, fmap, x_align, indices=False)
+    xe, ye = (x_align + samples.x_edges).tolist(), samples.y_edges.tolist()
+    ax.vlines(xe, ye[0], ye[-1], colors="#1f4fd8", linewidth=1.2)
+    ax.hlines(ye, xe[0], xe[-1], colors="#1f4fd8", linewidth=1.2)
     pts, valid = samples.points.reshape(-1, 2), samples.valid.reshape(-1)
-    ax_align.scatter(pts[valid, 0], pts[valid, 1], s=9, c="#1f4fd8", zorder=3)
+    ax.scatter(x_align + pts[valid, 0], pts[valid, 1], s=9, c="#1f4fd8", zorder=3)
     if (~valid).any():
-        ax_align.scatter(pts[~valid, 0], pts[~valid, 1], s=9, c="#aaaaaa", marker="x", zorder=3)
-    _true_box(ax_align, box, stride)
+        ax.scatter(x_align + pts[~valid, 0], pts[~valid, 1], s=9, c="#aaaaaa", marker="x", zorder=3)
+    _true_box(ax, box, stride, x_align)
     bin_w, bin_h = float(xe[1] - xe[0]), float(ye[1] - ye[0])
     gx, gy = ((sampling_ratio,) * 2 if sampling_ratio > 0
               else (max(math.ceil(bin_w), 1), max(math.ceil(bin_h), 1)))
-    ax_align.set_title(f"RoI Align (aligned={aligned}): {gy}×{gx} samples per bin\n"
-                       f"bins {bin_w:.2f} × {bin_h:.2f} cells, no rounding", fontsize=8)
+    title(x_align + w / 2 - 0.5, f"RoI Align (aligned={aligned}): {gy}×{gx} samples per bin\n"
+                                 f"bins {bin_w:.2f} × {bin_h:.2f} cells, no rounding")
 
-    # The outputs, as tiny images, one above the other.
+    # The outputs, as small images, one above the other.
     rois = box.float()[None]
     pooled = roi_pool(fmap, [rois], output_size, scale)[0]  # (3, oh, ow)
     aligned_out = roi_align(fmap, [rois], output_size, scale, sampling_ratio, aligned)[0]
-    gap = 0.6
     for k, (out, name) in enumerate(((pooled, "RoI Pool"), (aligned_out, "RoI Align"))):
-        top = k * (output_size + gap + 0.6)
-        ax_out.imshow(out.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest",
-                      extent=(0, output_size, top + output_size, top))
-        ax_out.text(output_size / 2, top - 0.1, f"{name} output", ha="center", va="bottom", fontsize=8)
-    ax_out.set_xlim(-0.2, output_size + 0.2)
-    ax_out.set_ylim(2 * output_size + gap + 0.6 + 0.2, -0.9)
-    ax_out.set_aspect("equal")
-    ax_out.axis("off")
+        top = 0.08 * h + k * (side + 0.14 * h)
+        ax.imshow(out.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest",
+                  extent=(x_out, x_out + side, top + side, top))
+        ax.text(x_out + side / 2, top - 0.02 * h, f"{name} output", ha="center", va="bottom", fontsize=8)
     return fig
 
 
@@ -180,8 +182,6 @@ def shared_features_figure(image: torch.Tensor, features: torch.Tensor, boxes: t
     """An image ``[3, H, W]`` with xyxy `boxes` ``[K, 4]``, and its feature map ``[C, h, w]``
     (the norm over channels) with the boxes projected by ``1 / stride``: every RoI reads the
     same map, computed once."""
-    from .. import viz
-
     if features.dim() != 3 or image.dim() != 3:
         raise ValueError(f"image must be [3, H, W] and features [C, h, w], got "
                          f"{tuple(image.shape)} and {tuple(features.shape)}")
@@ -198,6 +198,6 @@ def shared_features_figure(image: torch.Tensor, features: torch.Tensor, boxes: t
     axes[0, 1].set_xlim(-0.5, w - 0.5)
     axes[0, 1].set_ylim(h - 0.5, -0.5)
     axes[0, 1].axis("off")
-    axes[0, 1].set_title(f"feature map {list(features.shape)} (norm over channels)\n"
-                         f"RoIs projected: box / {stride}", fontsize=9)
+    viz.set_title(axes[0, 1], f"feature map {list(features.shape)} (norm over channels)\n"
+                  f"RoIs projected: box / {stride}", fontsize=9)
     return fig

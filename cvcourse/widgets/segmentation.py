@@ -73,7 +73,7 @@ def sliding_window_cost_figure(model, height: int = 64, width: int = 64) -> Figu
     ax.set_ylim(top=max(sw.max(), fc.max()) * 5)
     ax.set_xticks(x, [r["layer"] for r in rows], fontsize=7)
     ax.set_ylabel("multiply-adds")
-    ax.set_title(f"cost of labelling one {height}×{width} image, per layer (ratio above the bars)", fontsize=9)
+    viz.set_title(ax, f"cost of labelling one {height}×{width} image, per layer (ratio above the bars)")
     ax.legend(fontsize=7, loc="lower left")
     return fig
 

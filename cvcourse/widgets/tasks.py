@@ -62,9 +62,9 @@ def tasks_figure(index: int = 0, task: str = "all", split: str = "test", size: i
         raise ValueError(f"task must be 'all' or one of {TASKS}, got {task!r}")
     scene = make_scene(index, split=split, size=size)
     shown = TASKS if task == "all" else (task,)
-    fig, axes = viz.subplots(1, 1 + len(shown), size=2.8)
-    viz.show_image(scene["image"], ax=axes[0, 0], title=f"{split} scene {index}: image [3, {size}, {size}]")
-    for ax, t in zip(axes[0, 1:], shown):
+    fig, axes = viz.image_row(1 + len(shown), size=2.6)
+    viz.show_image(scene["image"], ax=axes[0], title=f"{split} scene {index}: image [3, {size}, {size}]")
+    for ax, t in zip(axes[1:], shown):
         draw_task(scene, t, ax)
     return fig
 

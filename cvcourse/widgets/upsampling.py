@@ -77,7 +77,7 @@ def annotated_grid(values, ax: Axes, title: str | None = None, cmap: str = "Blue
         ax.set_xticks([])
         ax.set_yticks([])
         if title:
-            ax.set_title(title, fontsize=9)
+            viz.set_title(ax, title, fontsize=9)
     elif title:
         ax.text(x0 + w / 2 - 0.5, y0 - 0.8, title, ha="center", va="bottom", fontsize=8)
     return ax.figure

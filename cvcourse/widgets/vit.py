@@ -107,7 +107,7 @@ def patch_tokens_figure(image: torch.Tensor, patch_size: int = 8) -> Figure:
                  path_effects=[withStroke(linewidth=2, foreground="black")])
     ax1.set_xlabel(f"feature (3 channels × {patch_size}×{patch_size} pixels = {m.shape[1]})")
     ax1.set_ylabel("token (0 = CLS, then patches row by row)")
-    ax1.set_title(f"token matrix [{m.shape[0]}, {m.shape[1]}], before the linear embedding", fontsize=9)
+    viz.set_title(ax1, f"token matrix [{m.shape[0]}, {m.shape[1]}], before the linear embedding", fontsize=9)
     return fig
 
 
@@ -129,7 +129,7 @@ def attention_heads_figure(image: torch.Tensor, attentions: torch.Tensor, mask=N
             viz.overlay_heatmap(image, m, ax=ax, alpha=0.6)
             _outline(ax, mask)
             if layer == 0:
-                ax.set_title(f"head {h}" if head is not None else "mean of heads", fontsize=8)
+                viz.set_title(ax, f"head {h}" if head is not None else "mean of heads", fontsize=8)
             if h == 0:
                 ax.set_ylabel(f"layer {layer}", fontsize=8)
     return fig
