@@ -208,14 +208,15 @@ def checkpoint_widget_cases():
 
 
 def bench_widgets(repeat: int) -> list[Row]:
-    from cvcourse.widgets import time_figure
+    from cvcourse.widgets import WIDGET_DPI, time_figure
 
     rows = []
     for name, (fn, settings) in widget_cases().items():
         time_figure(fn, settings[:1])  # warm-up: imports, font cache, the figure's own caches
         times = time_figure(fn, settings)
         rows.append((f"widget callback: {name}", f"{1e3 * statistics.median(times):.0f}", "ms",
-                     f"median of {len(times)} redraws incl. PNG render; bar ≤ 150 ms"))
+                     f"median of {len(times)} redraws (slowest {1e3 * max(times):.0f} ms), figure + PNG at "
+                     f"{WIDGET_DPI} dpi; bar ≤ 150 ms"))
     return rows
 
 
@@ -364,7 +365,10 @@ def main(argv=None) -> int:
     for name in chosen:
         print(f"[benchmark] {name} ...", flush=True)
         rows += SECTIONS[name](a.repeat)
-    header = (f"Measured {dt.date.today().isoformat()} on {device.describe('cpu')}, torch {torch.__version__}"
+    import matplotlib
+
+    header = (f"Measured {dt.date.today().isoformat()} on {device.describe('cpu')}, torch {torch.__version__}, "
+              f"matplotlib {matplotlib.__version__}"
               + (f"; CUDA: {device.describe('cuda')}" if torch.cuda.is_available() else "; no GPU") + ".")
     body = header + "\n\n" + table(rows)
     (ROOT / "benchmarks" / "results.md").write_text("# Benchmark results\n\n" + body + "\n")

@@ -261,11 +261,16 @@ def test_bad_arguments_raise(op):
 
 
 @pytest.mark.gpu
-def test_cuda_matches_cpu():
-    x, rois = feature_map(11), random_rois(30, 12, 0.5)
-    for op, args in ((roi_pool, (OUT, 0.5)), (roi_align, (OUT, 0.5, -1, True))):
-        cpu, cpu_grad = value_and_grad(op, x, rois, *args)
-        cuda, cuda_grad = value_and_grad(op, x.cuda(), rois.cuda(), *args)
-        assert cuda.device.type == "cuda"
-        torch.testing.assert_close(cuda.cpu(), cpu, **TOL)
-        torch.testing.assert_close(cuda_grad.cpu(), cpu_grad, **TOL)
+@pytest.mark.parametrize("op, args", [(roi_pool, (OUT, 0.5)), (roi_align, (OUT, 0.5, -1, True))],
+                         ids=["roi_pool", "roi_align"])
+def test_cuda_matches_cpu(op, args):
+    """Bin edges are floors and ceils of quotients: a quotient one bit off on CUDA (division by
+    a Python number is a product with its reciprocal there) moved whole cells. The last two
+    RoIs span 7 rows in 3 bins, where 3 * (7 * (1/3)) = 7.000000000000001."""
+    exact = torch.tensor([[0, 0.0, 0, 12, 12], [1, 2, 4, 22, 16]], dtype=torch.float64)  # rows 0..6, 2..8
+    x, rois = feature_map(11), torch.cat([random_rois(30, 12, 0.5), exact])
+    cpu, cpu_grad = value_and_grad(op, x, rois, *args)
+    cuda, cuda_grad = value_and_grad(op, x.cuda(), rois.cuda(), *args)
+    assert cuda.device.type == "cuda"
+    torch.testing.assert_close(cuda.cpu(), cpu, **TOL)
+    torch.testing.assert_close(cuda_grad.cpu(), cpu_grad, **TOL)

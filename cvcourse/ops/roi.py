@@ -111,10 +111,17 @@ def _round_half_away(v: Tensor) -> Tensor:
     return torch.where((v - v.trunc()).abs() == 0.5, v.trunc() + v.sign(), v.round())
 
 
+def _divide(x: Tensor, n: int) -> Tensor:
+    """``x / n`` correctly rounded on every device. CUDA divides by a Python number as a
+    product with its reciprocal, which can be one bit off (7 * (1/3) * 3 = 7.000000000000001):
+    a floor or ceil of it then moves a bin edge by a whole cell. A tensor divisor is divided."""
+    return x / x.new_full((), n)
+
+
 def _snap_axis(start: Tensor, end: Tensor, pooled: int, size: int) -> Tuple[Tensor, Tensor]:
     """Integer edges [lo, hi) of `pooled` bins along one axis, clipped to [0, size]: (K, P) each."""
     cells = (end - start + 1).clamp(min=1)  # (K,) the '+1' counts the last cell in
-    bin_size = cells[:, None] / pooled  # (K, 1) a fraction of a cell, in general
+    bin_size = _divide(cells[:, None], pooled)  # (K, 1) a fraction of a cell, in general
     p = torch.arange(pooled, dtype=start.dtype, device=start.device)  # (P,)
     lo = torch.floor(p * bin_size) + start[:, None]  # (K, P) neighbouring bins share
     hi = torch.ceil((p + 1) * bin_size) + start[:, None]  # the cell they split
@@ -196,11 +203,11 @@ def _sample_positions(start: Tensor, length: Tensor, pooled: int, sampling_ratio
     ``grid`` equal parts. With ``sampling_ratio <= 0`` the grid adapts to the box,
     ``ceil(length / pooled)``, so RoIs differ: we pad to the largest and mark the real ones.
     """
-    bin_size = (length / pooled)[:, None, None]  # (K, 1, 1)
+    bin_size = _divide(length, pooled)[:, None, None]  # (K, 1, 1)
     if sampling_ratio > 0:
         grid = torch.full_like(length, sampling_ratio).long()
     else:
-        grid = torch.ceil(length / pooled).long()  # (K,) 0 for an empty aligned box
+        grid = torch.ceil(_divide(length, pooled)).long()  # (K,) 0 for an empty aligned box
     g = grid[:, None, None]  # (K, 1, 1)
     p = torch.arange(pooled, dtype=start.dtype, device=start.device)[None, :, None]  # (1, P, 1)
     g_max = max(int(grid.max()), 1) if len(grid) else 1
