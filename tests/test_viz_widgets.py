@@ -89,6 +89,26 @@ def test_tasks_widget_redraws_and_is_fast():
     assert statistics.median(times) < 1.0  # the benchmark reports the real figure; this catches blow-ups
 
 
+def test_widget_shows_the_png_render_png_makes(monkeypatch):
+    """Each redraw displays one PNG image: the figure rendered by render_png at WIDGET_DPI."""
+    from IPython.display import Image as IPythonImage
+    from PIL import Image
+
+    from cvcourse.widgets import WIDGET_DPI, render_png
+
+    fig = tasks_figure(2, task=TASKS[0])
+    png = render_png(fig)
+    w, h = fig.get_size_inches() * WIDGET_DPI
+    assert Image.open(io.BytesIO(png)).size == (round(w), round(h))
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)  # the output area's display
+    widget = tasks_widget()
+    widget.controls["task"].value = TASKS[0]
+    widget.controls["index"].value = 2
+    assert all(isinstance(s, IPythonImage) and s.format == "png" for s in shown)
+    assert shown[-1].data == png
+
+
 def test_to_numpy_image_reads_tensors_channels_first_even_when_tiny():
     rgb = torch.tensor([0.1, 0.5, 0.9]).reshape(3, 1, 1)      # a 1x1 RGB image
     np.testing.assert_allclose(viz.to_numpy_image(rgb), [[[0.1, 0.5, 0.9]]], rtol=1e-6)
@@ -105,3 +125,16 @@ def test_mask_edges_are_the_pixels_with_an_outside_neighbour():
     assert edges.sum() == 12 and not edges[2:4, 3:5].any() and (edges <= mask).all()
     full = np.ones((3, 3), dtype=bool)        # the image border counts as outside
     assert viz.mask_edges(full).sum() == 8
+
+
+def test_image_row_places_square_panels_side_by_side():
+    fig, axes = viz.image_row(3, size=2.0, title_lines=2)
+    w, h = fig.get_size_inches()
+    boxes = [ax.get_position() for ax in axes]
+    for b in boxes:
+        assert b.x0 >= 0 and b.x1 <= 1 and b.y0 >= 0 and b.y1 <= 1
+        assert b.width * w == pytest.approx(2.0) and b.height * h == pytest.approx(2.0)
+        assert (1 - b.y1) * h >= 2 * 0.16                        # room for two title lines
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        viz.image_row(0)
