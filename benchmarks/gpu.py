@@ -16,30 +16,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import median_seconds  # noqa: E402  (run.py puts the repository on sys.path)
+
 from cvcourse import device as devices, pretrained, recipes  # noqa: E402
 from cvcourse.tradeoffs import GPU_FILE  # noqa: E402
 from cvcourse.train import to_device  # noqa: E402
-
-
-def median_seconds(fn, device, n: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(n):
-        torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def time_checkpoint(name: str, device) -> dict:
@@ -48,8 +35,9 @@ def time_checkpoint(name: str, device) -> dict:
     data = recipe.train_data()
     items = [data[i] for i in range(32)]
     images = torch.stack([it[0] for it in items]).to(device)
+    sync = lambda: torch.cuda.synchronize(device)  # noqa: E731
     with torch.no_grad():
-        inference = median_seconds(lambda: model(images), device, 20)
+        inference = median_seconds(lambda: model(images), 20, warmup=3, sync=sync)
     batch = to_device((recipe.collate_fn or torch.utils.data.default_collate)(items[:recipe.batch_size]), device)
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
@@ -61,8 +49,9 @@ def time_checkpoint(name: str, device) -> dict:
         total.backward()
         opt.step()
 
+    train_step = median_seconds(step, 10, warmup=3, sync=sync)
     return {"inference_images_per_s": round(32 / inference, 1), "inference_ms_batch32": round(inference * 1e3, 2),
-            "train_step_ms": round(median_seconds(step, device, 10) * 1e3, 2), "train_batch": recipe.batch_size}
+            "train_step_ms": round(train_step * 1e3, 2), "train_batch": recipe.batch_size}
 
 
 def main(argv=None) -> int:

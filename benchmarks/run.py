@@ -28,13 +28,19 @@ sys.path.insert(0, str(ROOT))
 Row = tuple  # (what, value, unit, note)
 
 
-def median_seconds(fn: Callable, repeat: int, warmup: int = 1) -> float:
+def median_seconds(fn: Callable, repeat: int, warmup: int = 1, sync: Callable | None = None) -> float:
+    """Median wall time of `repeat` calls of `fn` after `warmup` untimed ones; `sync` (e.g.
+    ``torch.cuda.synchronize``) runs before and after each timed call."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeat):
+        if sync:
+            sync()
         t = time.perf_counter()
         fn()
+        if sync:
+            sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 

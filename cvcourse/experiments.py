@@ -186,9 +186,11 @@ def backbone_sweep(points: Sequence[tuple] = BACKBONE_POINTS, steps: int = 800, 
     Returns:
         ``{"experiment", "date", "hardware", "torch", "budget": {...}, "points": [...]}``.
     """
+    from . import recipes
+
     start = time.perf_counter()
-    budget = {"steps": steps, "batch_size": 8, "seed": seed, "eval_split": split,
-              "eval_scenes": n_eval, "recipe": "yolo"}
+    budget = {"steps": steps, "batch_size": recipes.get("yolo").batch_size, "seed": seed,
+              "eval_split": split, "eval_scenes": n_eval, "recipe": "yolo"}
     results = []
     for width, depth in points:
         results.append(backbone_point(width, depth, steps, split, n_eval, seed, device))
@@ -236,8 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         points = BACKBONE_POINTS if a.points is None else [BACKBONE_POINTS[i] for i in a.points]
         results = backbone_sweep(points, steps=a.steps or 800, n_eval=a.n_eval or 200, device=a.device)
         out = a.out or BACKBONE_SWEEP_FILE
-    a.out = out
-    print(f"wrote {save_sweep(results, a.out)} ({results['total_seconds']} s)")
+    print(f"wrote {save_sweep(results, out)} ({results['total_seconds']} s)")
     return 0
 
 

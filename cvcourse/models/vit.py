@@ -122,7 +122,6 @@ class VisionTransformer(nn.Module):
         self.grid = image_size // patch_size
         self.num_tokens = 1 + self.grid ** 2
         self.standardize = Standardize()
-        self.stem_type = stem
         if stem == "patch":
             # A conv with kernel = stride = patch_size is "flatten each patch, then one Linear".
             self.stem = nn.Identity()
