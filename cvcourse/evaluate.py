@@ -31,15 +31,26 @@ def evaluate(name: str, split: str = "test", device=None) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     from . import pretrained
 
+    try:  # a broken manifest must not break --help; it is reported after parsing
+        names, broken = pretrained.available(), None
+    except pretrained.ManifestError as e:
+        names, broken = [], e
     p = argparse.ArgumentParser(prog="python -m cvcourse.evaluate", description=__doc__.split("\n")[1])
-    p.add_argument("name", help=f"checkpoint, one of: {', '.join(pretrained.available())}")
+    p.add_argument("name", help=f"checkpoint, one of: {', '.join(names)}" if broken is None
+                   else "checkpoint name (the manifest cannot be read now)")
     p.add_argument("--split", default="test", choices=["val", "test"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
-    if a.name not in pretrained.available():
-        p.error(f"unknown checkpoint {a.name!r}; available: {', '.join(pretrained.available())}")
-    res = evaluate(a.name, a.split, a.device)
+    if broken is not None:
+        p.error(str(broken))
+    if a.name not in names:
+        p.error(f"unknown checkpoint {a.name!r}; available: {', '.join(names)}")
+    try:
+        res = evaluate(a.name, a.split, a.device)
+    except pretrained.ManifestError as e:  # a broken record: say which and the fix, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if a.json:
         print(json.dumps(res, indent=2))
     else:

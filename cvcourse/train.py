@@ -8,17 +8,22 @@ convention as torchvision's detection models.
 
 Reproduce a shipped checkpoint with::
 
-    python -m cvcourse.train NAME            # writes cvcourse/weights/NAME.pt + manifest entry
-    python -m cvcourse.train NAME --steps 20 --out /tmp/ckpt   # a quick run elsewhere
+    python -m cvcourse.train NAME                    # writes runs/NAME-<UTC time>/, ships nothing
+    python -m cvcourse.train NAME --steps 20 --out /tmp/ckpt   # a quick run in a folder you name
+    python -m cvcourse.train NAME --replace-shipped  # replaces cvcourse/weights/NAME.pt + manifest
+                                                     # entry, only if the new one meets the bar
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
@@ -197,16 +202,64 @@ def _load_average() -> float | None:
         return None
 
 
-def train_recipe(name: str, *, steps: int | None = None, out_dir=None, device=None,
-                 progress: bool = True, evaluate: bool = True) -> dict:
+def default_out_dir(name: str, root="runs") -> Path:
+    """A new folder ``root/NAME-YYYYmmdd-HHMMSS`` (UTC) for a run that ships nothing."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path, i = Path(root) / f"{name}-{stamp}", 1
+    while path.exists():  # two runs in the same second
+        path, i = Path(root) / f"{name}-{stamp}-{i}", i + 1
+    return path
+
+
+class BarNotMet(RuntimeError):
+    """A retrained checkpoint missed its bar, so the shipped one was kept."""
+
+
+def _misses(metrics: Mapping[str, float], bar: Mapping[str, float]) -> list[str]:
+    return [f"{k} {metrics.get(k, float('nan')):.4f} < bar {v}" for k, v in bar.items()
+            if not metrics.get(k, float("-inf")) >= v]
+
+
+def train_recipe(name: str, *, steps: int | None = None, out_dir=None, replace_shipped: bool = False,
+                 device=None, progress: bool = True, evaluate: bool = True) -> dict:
     """Train the recipe `name` and save its checkpoint and manifest entry.
 
-    With `out_dir` None the shipped checkpoint in ``cvcourse/weights`` is replaced.
-    Returns the manifest record written.
+    Args:
+        name: a recipe name from `recipes.names()`.
+        steps: override the recipe's step count.
+        out_dir: folder for the checkpoint and its manifest; None makes a new
+            ``runs/NAME-<UTC time>`` folder. The package's weights folder needs `replace_shipped`.
+        replace_shipped: write into ``cvcourse/weights`` (`out_dir` must then be None), only
+            when the held-out metrics meet the recipe's bar.
+        device: where to train (default: CUDA if available).
+        progress: show a progress bar.
+        evaluate: run the held-out evaluation (required with `replace_shipped`).
+
+    Returns:
+        The manifest record written.
+
+    Raises:
+        ValueError: `out_dir` is the shipped folder without `replace_shipped`, or both are given,
+            or `replace_shipped` without `evaluate`.
+        BarNotMet: with `replace_shipped`, the new checkpoint missed the bar; it was saved in a
+            new ``runs/`` folder instead (named in the message) and the shipped one is untouched.
     """
     from . import pretrained, recipes
 
     recipe = recipes.get(name)
+    shipped = pretrained.WEIGHTS_DIR.resolve()
+    if replace_shipped:
+        if out_dir is not None:
+            raise ValueError("give either out_dir or replace_shipped=True, not both")
+        if not evaluate:
+            raise ValueError("replace_shipped=True needs evaluate=True: a shipped checkpoint must meet its bar")
+        out_dir = pretrained.WEIGHTS_DIR
+    elif out_dir is None:
+        out_dir = default_out_dir(name)
+    elif Path(out_dir).resolve() == shipped:
+        raise ValueError(f"out_dir {out_dir} is the shipped weights folder; pass replace_shipped=True "
+                         f"(`--replace-shipped`) to replace a shipped checkpoint")
+    pretrained.manifest(out_dir)  # a broken manifest stops us before hours of training
     steps = recipe.steps if steps is None else steps
     torch.manual_seed(recipe.seed)
     model = recipe.build()  # built after seeding, so weights are reproducible
@@ -216,6 +269,9 @@ def train_recipe(name: str, *, steps: int | None = None, out_dir=None, device=No
                grad_clip=recipe.grad_clip, collate_fn=recipe.collate_fn, device=device,
                seed=recipe.seed, progress=progress)
     metrics = recipe.evaluate(model.eval(), split="test") if evaluate else {}
+    misses = _misses(metrics, recipe.bar) if replace_shipped else []
+    if misses:
+        out_dir = default_out_dir(name)  # keep the run, but not in place of the shipped file
     record = pretrained.save(name, model, out_dir=out_dir, record={
         "config": recipe.config, "seed": recipe.seed, "steps": steps,
         "batch_size": recipe.batch_size, "lr": recipe.lr,
@@ -225,28 +281,48 @@ def train_recipe(name: str, *, steps: int | None = None, out_dir=None, device=No
         "torch": torch.__version__, "final_loss": round(hist.smoothed()[-1], 5),
         "metrics": {k: round(float(v), 5) for k, v in metrics.items()}, "bar": recipe.bar,
     })
+    record["folder"] = str(out_dir)
+    if misses:
+        raise BarNotMet(f"{name}: {'; '.join(misses)}; the shipped checkpoint was kept and the new one "
+                        f"saved in {out_dir}")
     return record
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from . import recipes
 
-    p = argparse.ArgumentParser(prog="python -m cvcourse.train", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m cvcourse.train", description=__doc__.split("\n")[0],
+                                epilog="Without --out or --replace-shipped the checkpoint and its "
+                                       "manifest go to a new folder runs/NAME-<UTC time>/; the "
+                                       "shipped files are never touched.")
     p.add_argument("name", help=f"recipe to train, one of: {', '.join(recipes.names())}")
     p.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
-    p.add_argument("--out", default=None, help="write here instead of the package's weights/")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None,
+                       help="folder for NAME.pt and manifest.json (default: a new runs/NAME-<UTC time>/)")
+    where.add_argument("--replace-shipped", action="store_true",
+                       help="replace cvcourse/weights/NAME.pt and its manifest entry, only if the "
+                            "new checkpoint meets the recipe's bar on the test split")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     if a.name not in recipes.names():
         p.error(f"unknown recipe {a.name!r}; choose one of: {', '.join(recipes.names())}")
-    rec = train_recipe(a.name, steps=a.steps, out_dir=a.out, device=a.device,
-                       progress=not a.no_progress, evaluate=not a.no_eval)
+    if a.steps is not None and a.steps < 1:
+        p.error(f"--steps must be a positive number, got {a.steps}")
+    if a.replace_shipped and a.no_eval:
+        p.error("--replace-shipped needs the evaluation (drop --no-eval): a shipped checkpoint must meet its bar")
+    try:
+        rec = train_recipe(a.name, steps=a.steps, out_dir=a.out, replace_shipped=a.replace_shipped,
+                           device=a.device, progress=not a.no_progress, evaluate=not a.no_eval)
+    except (BarNotMet, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(f"{a.name}: {rec['steps']} steps in {rec['train_seconds']} s on {rec['hardware']}")
     for k, v in rec["metrics"].items():
         print(f"  {k} = {v:.4f}")
-    print(f"  saved {rec['file']} (sha256 {rec['sha256'][:12]}...)")
+    print(f"  saved {Path(rec['folder']) / rec['file']} (sha256 {rec['sha256'][:12]}...)")
     return 0
 
 

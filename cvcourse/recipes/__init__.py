@@ -1,7 +1,8 @@
 """Training recipes: how each shipped checkpoint is made, in one place per chapter.
 
 A recipe names a model factory and its config, the training data, the loss, the held-out
-evaluation and the bar the checkpoint must meet. `python -m cvcourse.train NAME` runs it;
+evaluation and the bar the checkpoint must meet. `python -m cvcourse.train NAME` runs it
+(``--replace-shipped`` to replace the shipped file);
 `python -m cvcourse.evaluate NAME` and the tests hold the shipped file to its bar.
 """
 

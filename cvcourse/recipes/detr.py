@@ -55,7 +55,8 @@ def detr_metrics(model: nn.Module, split: str = "test", n: int = EVAL_SCENES,
     return {"map": scores["map"], "map_50": scores["map_50"], "map_75": scores["map_75"]}
 
 
-def detr_with_pretrained_backbone(backbone_weights: str | None = "classifier", **config) -> DETR:
+def detr_with_pretrained_backbone(backbone_weights: str | None = "classifier", weights_dir=None,
+                                  **config) -> DETR:
     """A `DETR` whose first backbone layers start from a shipped classifier's convolutions.
 
     DETR starts from an ImageNet-pretrained ResNet; the course's analogue is the shape
@@ -63,11 +64,14 @@ def detr_with_pretrained_backbone(backbone_weights: str | None = "classifier", *
     first stages of `conv_backbone` (width 16), so they load one to one; the deeper stride-8
     and stride-16 layers start at random. With ``frozen_backbone_layers`` in `config` the
     loaded layers stay fixed. ``backbone_weights=None`` gives a DETR trained from scratch.
+    `weights_dir` is the folder of the backbone's checkpoint (default: the package's);
+    `pretrained.load` passes its own folder, so a DETR loaded from a folder reads only there.
     """
     model = DETR(**config)
     if backbone_weights is not None:
         from .. import pretrained
-        features = pretrained.load(backbone_weights, device="cpu").features.state_dict()
+        classifier = pretrained.load(backbone_weights, device="cpu", weights_dir=weights_dir)
+        features = classifier.features.state_dict()
         missing, unexpected = model.backbone.load_state_dict(features, strict=False)
         if unexpected:
             raise ValueError(f"checkpoint {backbone_weights!r} does not fit DETR's backbone "
