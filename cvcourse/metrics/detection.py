@@ -51,7 +51,15 @@ def _mask_iou_coco(dt, gt, crowd):
 def _as_tensor(entry, key, where):
     if key not in entry:
         raise ValueError(f"{where} is missing key {key!r}")
-    return torch.as_tensor(entry[key])
+    try:
+        return torch.as_tensor(entry[key])
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{where}[{key!r}] must be a Tensor (or convertible to one): {e}") from None
+
+
+def _check_finite(x, name):
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise ValueError(f"{name} must be finite, got {int((~torch.isfinite(x)).sum())} NaN/inf value(s)")
 
 
 def _read_image(entry, where, iou_type, is_pred):
@@ -63,23 +71,31 @@ def _read_image(entry, where, iou_type, is_pred):
         raise ValueError(f"{where} must be a dict, got {type(entry).__name__}")
     labels = _as_tensor(entry, "labels", where)
     n = labels.shape[0] if labels.dim() == 1 else -1
-    if n < 0 or labels.is_floating_point():
+    if n < 0 or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise ValueError(f"{where}['labels'] must be an int Tensor[N], "
                          f"got {labels.dtype} {list(labels.shape)}")
+    if n and int(labels.min()) < 0:
+        raise ValueError(f"{where}['labels'] must be class indices >= 0, got {int(labels.min())}")
     out = {"labels": labels.long().cpu()}
     if is_pred:
         scores = _as_tensor(entry, "scores", where)
         if scores.shape != (n,):
             raise ValueError(f"{where}['scores'] must be [N] = [{n}], got {list(scores.shape)}")
+        if scores.is_complex() or scores.dtype == torch.bool:
+            raise ValueError(f"{where}['scores'] must be real numbers, got dtype {scores.dtype}")
+        _check_finite(scores.double(), f"{where}['scores']")
         out["scores"] = scores.double().cpu()
     crowd = torch.as_tensor(entry.get("iscrowd", torch.zeros(n, dtype=torch.bool)))
     if crowd.shape != (n,):
         raise ValueError(f"{where}['iscrowd'] must be [N] = [{n}], got {list(crowd.shape)}")
+    if n and not ((crowd == 0) | (crowd == 1)).all():
+        raise ValueError(f"{where}['iscrowd'] must hold 0/1 (or bools), got {crowd.unique().tolist()}")
     out["crowd"] = crowd.bool().cpu()
     if iou_type == "bbox":
         boxes = _as_tensor(entry, "boxes", where).double()
         if boxes.shape != (n, 4):
             raise ValueError(f"{where}['boxes'] must be [N, 4] = [{n}, 4] xyxy, got {list(boxes.shape)}")
+        _check_finite(boxes, f"{where}['boxes']")
         wh = boxes[:, 2:] - boxes[:, :2]                            # no +1, as pycocotools
         if (wh < 0).any():
             raise ValueError(f"{where}['boxes'] must be xyxy with x2 >= x1 and y2 >= y1")
@@ -92,6 +108,7 @@ def _read_image(entry, where, iou_type, is_pred):
         if masks.dim() != 3 or masks.shape[0] != n:
             raise ValueError(f"{where}['masks'] must be [N, H, W] or [N, 1, H, W] with N = {n}, "
                              f"got {list(masks.shape)}")
+        _check_finite(masks, f"{where}['masks']")
         masks = masks > 0.5 if masks.is_floating_point() else masks != 0
         out["size"] = tuple(masks.shape[1:])
         out["geometry"] = masks.flatten(1)                          # (N, H*W) bool
@@ -234,9 +251,11 @@ def mean_average_precision(preds, targets, iou_type="bbox", iou_thresholds=None,
         raise ValueError(f"max_detections must be a positive int, got {max_detections!r}")
     iou_thrs = torch.as_tensor(_COCO_IOU_THRESHOLDS if iou_thresholds is None else iou_thresholds,
                                dtype=torch.float64).flatten().cpu()
-    if iou_thrs.numel() == 0 or (iou_thrs < 0).any() or (iou_thrs > 1).any():
+    if iou_thrs.numel() == 0 or not ((iou_thrs >= 0) & (iou_thrs <= 1)).all():  # NaN fails too
         raise ValueError(f"iou_thresholds must be a non-empty list of values in [0, 1], "
                          f"got {iou_thresholds!r}")
+    if not isinstance(class_metrics, bool):
+        raise ValueError(f"class_metrics must be True or False, got {class_metrics!r}")
     max_dets = [min(1, max_detections), min(10, max_detections), max_detections]
 
     images = []

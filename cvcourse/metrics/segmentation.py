@@ -32,6 +32,8 @@ def _check_range(name, x, num_classes):
 
 def _valid(target, ignore_index):
     """Bool mask of the pixels that count: all of them unless ignore_index is given."""
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+        raise ValueError(f"ignore_index must be None or an int class index, got {ignore_index!r}")
     if ignore_index is None:
         return torch.ones_like(target, dtype=torch.bool)
     return target != ignore_index
@@ -50,7 +52,7 @@ def confusion_matrix(pred, target, num_classes, ignore_index=None):
         int64 Tensor[C, C]; entry [i, j] counts pixels of true class i predicted as j.
     """
     pred, target = _check_label_maps(pred, target)
-    if not isinstance(num_classes, int) or num_classes < 1:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     keep = _valid(target, ignore_index)
     p, t = pred[keep], target[keep]                               # (P,) kept pixels
@@ -63,7 +65,10 @@ def confusion_matrix(pred, target, num_classes, ignore_index=None):
 def _check_cm(cm):
     if not isinstance(cm, torch.Tensor) or cm.dim() != 2 or cm.shape[0] != cm.shape[1]:
         raise ValueError(f"cm must be a square [C, C] Tensor, got {getattr(cm, 'shape', type(cm))}")
-    return cm.double()
+    cm = cm.double()
+    if not torch.isfinite(cm).all() or (cm < 0).any():
+        raise ValueError("cm must hold pixel counts (finite, >= 0), got NaN, inf or negative entries")
+    return cm
 
 
 def pixel_accuracy(cm):
@@ -122,7 +127,7 @@ def _boundaries(labels, valid):
 
 def _dilate(mask, radius):
     """Grow a bool (B, H, W) mask by a disk: every pixel within Euclidean distance `radius`."""
-    r = int(radius)
+    r = int(min(radius, mask.shape[-2] + mask.shape[-1]))  # a larger disk covers nothing more
     offsets = torch.arange(-r, r + 1, device=mask.device, dtype=torch.float32)
     disk = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius ** 2).float()  # (2r+1, 2r+1)
     hits = F.conv2d(mask[:, None].float(), disk[None, None], padding=r)            # (B, 1, H, W)
@@ -151,9 +156,13 @@ def boundary_f1(pred, target, num_classes=None, tolerance=2, ignore_index=None):
         float64 0-dim Tensor in [0, 1].
     """
     pred, target = _check_label_maps(pred, target)
-    if not isinstance(tolerance, (int, float)) or tolerance < 0:
-        raise ValueError(f"tolerance must be a number >= 0 (pixels), got {tolerance!r}")
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) \
+            or not 0 <= tolerance < float("inf"):
+        raise ValueError(f"tolerance must be a finite number >= 0 (pixels), got {tolerance!r}")
     valid = _valid(target, ignore_index)
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 1):
+        raise ValueError(f"num_classes must be None or a positive int, got {num_classes!r}")
     if num_classes is not None:
         _check_range("pred", pred[valid], num_classes)
         _check_range("target (outside ignore_index)", target[valid], num_classes)
