@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import device as _device
+from . import device as devices
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
@@ -83,7 +83,7 @@ def load(name: str, device=None, weights_dir=None) -> nn.Module:
     model = recipes.get(name).factory(**rec["config"])
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    return model.to(_device.pick(device)).eval()
+    return model.to(devices.pick(device)).eval()
 
 
 def save(name: str, model: nn.Module, record: dict, out_dir=None) -> dict:
