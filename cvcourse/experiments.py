@@ -34,7 +34,7 @@ from typing import Sequence
 
 import torch
 
-from . import device as _device
+from . import device as devices
 
 __all__ = ["SWEEP_FILE", "BOX_WEIGHTS", "BOX_LOSSES", "localizer_point", "localizer_sweep",
            "BACKBONE_SWEEP_FILE", "BACKBONE_POINTS", "backbone_point", "backbone_sweep",
@@ -51,7 +51,7 @@ BACKBONE_POINTS = ((8, 2), (16, 2), (32, 2), (16, 1), (16, 4))
 def _sweep_record(experiment: str, device, start: float, budget: dict, points: list) -> dict:
     """What every sweep stores: its name, date, hardware, torch, wall time, budget and points."""
     return {"experiment": experiment, "date": _dt.date.today().isoformat(),
-            "hardware": _device.describe(device), "torch": torch.__version__,
+            "hardware": devices.describe(device), "torch": torch.__version__,
             "total_seconds": round(time.perf_counter() - start, 1), "budget": budget,
             "points": points}
 

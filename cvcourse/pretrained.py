@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import device as _device
+from . import device as devices
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
@@ -166,7 +166,7 @@ def load(name: str, device=None, weights_dir=None) -> nn.Module:
                             f"does not fit {name!r}'s model ({e}); {_fix(_dir(weights_dir), name)}") from None
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    return model.to(_device.pick(device)).eval()
+    return model.to(devices.pick(device)).eval()
 
 
 def save(name: str, model: nn.Module, record: dict, out_dir=None) -> dict:

@@ -52,7 +52,7 @@ def _colour_space(image: np.ndarray, space: str) -> np.ndarray:
     raise ValueError(f"colour space must be 'rgb', 'hsv' or 'lab', got {space!r}")
 
 
-def _histograms(labels: np.ndarray, values: np.ndarray, bins: int, n: int) -> np.ndarray:
+def region_histograms(labels: np.ndarray, values: np.ndarray, bins: int, n: int) -> np.ndarray:
     """Per-region histograms of `values` [H, W, D] in [0, 1], D * bins long, L1-normalized."""
     d = values.shape[-1]
     b = np.minimum((values * bins).astype(np.int64), bins - 1)         # (H, W, D) bin per value
@@ -71,7 +71,7 @@ def _texture(image: np.ndarray) -> np.ndarray:
     return resp / max(resp.max(), 1e-8)
 
 
-def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
+def adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     """Unique pairs (i < j) of regions touching horizontally, vertically or diagonally."""
     pairs = [np.stack([a.ravel(), b.ravel()], 1) for a, b in (
         (labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:]),
@@ -89,10 +89,10 @@ def _hierarchy(image: np.ndarray, space: str, scale: float, min_size: int) -> np
     size = np.bincount(labels.ravel(), minlength=n).astype(float)
     boxes = np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop]
                       for s in ndimage.find_objects(labels + 1)], dtype=float)  # (n, 4)
-    colour = _histograms(labels, img, COLOUR_BINS, n)
-    texture = _histograms(labels, _texture(img), TEXTURE_BINS, n)
+    colour = region_histograms(labels, img, COLOUR_BINS, n)
+    texture = region_histograms(labels, _texture(img), TEXTURE_BINS, n)
     neighbours: Dict[int, set] = {i: set() for i in range(n)}
-    for i, j in _adjacent_pairs(labels).tolist():
+    for i, j in adjacent_pairs(labels).tolist():
         neighbours[i].add(j)
         neighbours[j].add(i)
 

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from . import device as _device
+from . import device as devices
 
 LossFn = Callable[[nn.Module, object], "torch.Tensor | Mapping[str, torch.Tensor]"]
 
@@ -125,7 +125,7 @@ def fit(
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
-    device = _device.pick(device)
+    device = devices.pick(device)
     torch.manual_seed(seed)
     if isinstance(data, DataLoader):
         loader = data
@@ -275,7 +275,7 @@ def train_recipe(name: str, *, steps: int | None = None, out_dir=None, replace_s
     record = pretrained.save(name, model, out_dir=out_dir, record={
         "config": recipe.config, "seed": recipe.seed, "steps": steps,
         "batch_size": recipe.batch_size, "lr": recipe.lr,
-        "train_seconds": round(hist.seconds, 1), "hardware": _device.describe(hist.device),
+        "train_seconds": round(hist.seconds, 1), "hardware": devices.describe(hist.device),
         # other processes slow a shared CPU down: the 1-minute load average before/after
         "load_average": [load_before, _load_average()],
         "torch": torch.__version__, "final_loss": round(hist.smoothed()[-1], 5),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvcourse.proposals import _adjacent_pairs, _histograms, propose, proposal_recall, recall_curve
+from cvcourse.proposals import adjacent_pairs, region_histograms, propose, proposal_recall, recall_curve
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -13,14 +13,14 @@ def test_adjacent_pairs_from_shifted_label_maps():
     labels = np.array([[0, 0, 1],
                        [0, 2, 1],
                        [3, 3, 3]])
-    pairs = {tuple(p) for p in _adjacent_pairs(labels).tolist()}
+    pairs = {tuple(p) for p in adjacent_pairs(labels).tolist()}
     assert pairs == {(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)}
 
 
 def test_histograms_count_each_region_and_sum_to_one():
     labels = np.array([[0, 1], [1, 1]])
     values = np.array([[0.1, 0.9], [0.95, 0.2]])[..., None]  # (2, 2, 1)
-    hist = _histograms(labels, values, bins=2, n=2)
+    hist = region_histograms(labels, values, bins=2, n=2)
     np.testing.assert_allclose(hist, [[1, 0], [1 / 3, 2 / 3]])
 
 

@@ -11,7 +11,8 @@ def report(name: str, passed: bool, detail: str) -> bool:
     return passed
 
 
-def _call(name: str, fn: Callable, *args):
+def call_solution(name: str, fn: Callable, *args):
+    """Call the student's ``fn(*args)``: ``(result, None)``, or ``(None, problem)`` when it failed."""
     if not callable(fn):
         raise TypeError(f"{name}: pass your function itself, got {type(fn).__name__}")
     try:
@@ -22,7 +23,7 @@ def _call(name: str, fn: Callable, *args):
         return None, f"raised {type(e).__name__}: {e}"
 
 
-def _max_error(name: str, fn: Callable, args: tuple, ref, where: str = "", dtype=None,
+def max_error(name: str, fn: Callable, args: tuple, ref, where: str = "", dtype=None,
                relative: bool = False):
     """Call the student's ``fn(*args)`` and compare with `ref` (a tensor).
 
@@ -32,7 +33,7 @@ def _max_error(name: str, fn: Callable, args: tuple, ref, where: str = "", dtype
     `dtype` (default: `ref`'s)."""
     import torch
 
-    out, err = _call(name, fn, *args)
+    out, err = call_solution(name, fn, *args)
     if err:
         return err, None
     out = torch.as_tensor(out, dtype=dtype or ref.dtype)

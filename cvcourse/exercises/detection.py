@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ._core import _call, _max_error, report
+from ._core import call_solution, max_error, report
 
 __all__: list[str] = ["check_detection_postprocess", "check_box_iou", "check_window_count",
                      "check_proposal_labels", "check_roi_align_one_box", "check_anchor_generation",
@@ -31,7 +31,7 @@ def check_box_iou(fn: Callable, n_cases: int = 5) -> bool:
         boxes = torch.cat([xy1, xy1 + torch.rand(n + m, 2, generator=g) * 30 + 1], 1)
         b1 = torch.cat([boxes[:n], special]) if case == 0 else boxes[:n]
         b2 = torch.cat([boxes[n:], special]) if case == 0 else boxes[n:]
-        out, err = _call(name, fn, b1.clone(), b2.clone())
+        out, err = call_solution(name, fn, b1.clone(), b2.clone())
         if err:
             return report(name, False, err)
         out, ref = torch.as_tensor(out, dtype=torch.float32), box_iou(b1, b2)
@@ -56,7 +56,7 @@ def check_window_count(fn: Callable) -> bool:
              (128, 128, [(s * a, s) for s in (8, 16, 32, 64) for a in (1, 2)], 2)]
     wrong = []
     for h, w, shapes, stride in cases:
-        got, err = _call(name, fn, h, w, list(shapes), stride)
+        got, err = call_solution(name, fn, h, w, list(shapes), stride)
         if err:
             return report(name, False, err)
         # sliding_windows takes sizes and ratios; one (size, ratio) per shape gives it exactly
@@ -86,7 +86,7 @@ def check_proposal_labels(fn: Callable, n_scenes: int = 5, split: str = "val") -
         proposals = (gt + torch.randn(gt.shape, generator=g) * 0.3 * wh).clamp(0, 128)
         proposals[:, 2:] = torch.maximum(proposals[:, 2:], proposals[:, :2] + 1)
         ref = rcnn_targets([proposals], [s])[0][0]
-        out, err = _call(name, fn, proposals.clone(), s["boxes"].clone(), s["labels"].clone())
+        out, err = call_solution(name, fn, proposals.clone(), s["boxes"].clone(), s["labels"].clone())
         if err:
             return report(name, False, err)
         out = torch.as_tensor(out)
@@ -126,7 +126,7 @@ def check_detection_postprocess(fn: Callable, n_cases: int = 6) -> bool:
         ref = postprocess_detections(logits, deltas, [proposals], size, coder, score_thresh,
                                      nms_thresh, detections_per_img=10**6)[0]
         boxes = clip_boxes_to_image(coder.decode(deltas, proposals).view(k, classes, 4), size)
-        out, err = _call(name, fn, logits.softmax(-1), boxes, score_thresh, nms_thresh)
+        out, err = call_solution(name, fn, logits.softmax(-1), boxes, score_thresh, nms_thresh)
         if err:
             return report(name, False, err)
         if not isinstance(out, (tuple, list)) or len(out) != 3:
@@ -172,7 +172,7 @@ def check_roi_align_one_box(fn: Callable, n_cases: int = 6) -> bool:
         hi = lo + torch.rand(2, generator=g) * (torch.tensor([w - 0.5, h - 0.5]) - lo)
         box = torch.cat([lo, hi]) / scale  # (4,) in input pixels
         ref = roi_align(features[None], [box[None]], size, scale, ratio, aligned=True)[0]
-        problem, error = _max_error(name, fn, (features.clone(), box.clone(), size, scale, ratio), ref)
+        problem, error = max_error(name, fn, (features.clone(), box.clone(), size, scale, ratio), ref)
         if problem:
             return report(name, False, problem)
         worst = max(worst, error)
@@ -196,7 +196,7 @@ def check_anchor_generation(fn: Callable) -> bool:
     worst = 0.0
     for shape, stride, sizes, ratios in cases:
         ref = anchors_for(shape, stride, sizes, ratios)
-        problem, error = _max_error(name, fn, (shape, stride, tuple(sizes), tuple(ratios)), ref,
+        problem, error = max_error(name, fn, (shape, stride, tuple(sizes), tuple(ratios)), ref,
                                     f"{shape} map, {len(sizes)} sizes x {len(ratios)} ratios: ")
         if problem:
             return report(name, False, problem)
@@ -221,7 +221,7 @@ def check_box_encoding(fn: Callable, n_cases: int = 4) -> bool:
         wh = torch.rand(2, n, 2, generator=g) * 60 + 2
         gt, anchors = torch.cat([xy, xy + wh], dim=2)  # (N, 4) each
         ref = BoxCoder().encode(gt, anchors)
-        problem, error = _max_error(name, fn, (gt.clone(), anchors.clone()), ref)
+        problem, error = max_error(name, fn, (gt.clone(), anchors.clone()), ref)
         if problem:
             return report(name, False, problem)
         worst = max(worst, error)

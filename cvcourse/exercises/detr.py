@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ._core import _call, report
+from ._core import call_solution, report
 
 __all__ = ["check_matching_cost", "check_set_matching"]
 
@@ -34,7 +34,7 @@ def check_matching_cost(fn: Callable) -> bool:
     worst = 0.0
     for Q, N, (wc, wb, wg) in cases:
         logits, boxes, labels, tgt = _random_case(g, Q, N)
-        got, err = _call(name, fn, logits.clone(), boxes.clone(), labels.clone(), tgt.clone(), wc, wb, wg)
+        got, err = call_solution(name, fn, logits.clone(), boxes.clone(), labels.clone(), tgt.clone(), wc, wb, wg)
         if err:
             return report(name, False, err)
         got = torch.as_tensor(got, dtype=torch.float32)
@@ -62,7 +62,7 @@ def check_set_matching(fn: Callable) -> bool:
     cases.append(torch.tensor([[1.0, 1.0], [1.0, 1.0], [0.0, 5.0]]))        # ties
     cases.append(torch.zeros(4, 0))                                         # no objects
     for cost in cases:
-        got, err = _call(name, fn, cost.clone())
+        got, err = call_solution(name, fn, cost.clone())
         if err:
             return report(name, False, err)
         try:

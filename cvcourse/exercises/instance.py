@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ._core import _call, report
+from ._core import call_solution, report
 
 __all__ = ["check_paste_mask", "check_mask_target"]
 
@@ -30,7 +30,7 @@ def check_paste_mask(fn: Callable) -> bool:
     for box, size in PASTE_CASES:
         mask = torch.rand(28, 28, generator=g)
         box_t = torch.tensor(box, dtype=torch.float32)
-        got, err = _call(name, fn, mask.clone(), box_t.clone(), size)
+        got, err = call_solution(name, fn, mask.clone(), box_t.clone(), size)
         if err:
             return report(name, False, err)
         ref = paste_masks_in_image(mask[None, None], box_t[None], size, padding=0)[0, 0]
@@ -67,7 +67,7 @@ def check_mask_target(fn: Callable) -> bool:
         jitter = (torch.rand(6, 4, generator=g) - 0.5) * 8          # proposals near the objects
         boxes = s["boxes"][matched] + jitter
         boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 1)
-        got, err = _call(name, fn, gt.clone(), boxes.clone(), matched.clone(), 28)
+        got, err = call_solution(name, fn, gt.clone(), boxes.clone(), matched.clone(), 28)
         if err:
             return report(name, False, err)
         ref = mask_targets(gt, boxes, matched, 28)

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from ._core import _call, _max_error, report
+from ._core import call_solution, max_error, report
 
 __all__: list[str] = ["check_filter_images", "check_saliency_map", "check_grad_cam_map", "check_guided_relu_backward",
                       "check_spearman_correlation"]
@@ -40,7 +40,7 @@ def check_filter_images(fn: Callable) -> bool:
     worst = 0.0
     for k, n in ((3, 16), (5, 4), (7, 2)):
         w = torch.randn(n, 3, k, k, generator=g) * torch.rand(n, 1, 1, 1, generator=g)
-        problem, error = _max_error(name, fn, (w.clone(),), filter_images(w),
+        problem, error = max_error(name, fn, (w.clone(),), filter_images(w),
                                     f"{n} filters of 3x{k}x{k} (channels last, for imshow): ")
         if problem:
             return report(name, False, problem)
@@ -59,7 +59,7 @@ def check_saliency_map(fn: Callable) -> bool:
     g = torch.Generator().manual_seed(1)
     images, targets = torch.rand(4, 3, 32, 32, generator=g), torch.tensor([0, 1, 2, 0])
     ref = saliency(model, images, targets)
-    got, err = _call(name, fn, model, images.clone(), targets.clone())
+    got, err = call_solution(name, fn, model, images.clone(), targets.clone())
     model.eval()
     if err:
         return report(name, False, err)
@@ -82,7 +82,7 @@ def check_grad_cam_map(fn: Callable) -> bool:
     for b, k, h, w in ((2, 8, 4, 4), (3, 16, 8, 6), (1, 5, 16, 16)):
         a = torch.relu(torch.randn(b, k, h, w, generator=g, dtype=torch.float64))
         grad = torch.randn(b, k, h, w, generator=g, dtype=torch.float64)
-        got, err = _call(name, fn, a.clone(), grad.clone())
+        got, err = call_solution(name, fn, a.clone(), grad.clone())
         if err:
             return report(name, False, err)
         ref = grad_cam_from(a, grad)
@@ -102,7 +102,7 @@ def check_guided_relu_backward(fn: Callable) -> bool:
     name = "guided_relu_backward"
     g = torch.Generator().manual_seed(0)
     x, grad_out = torch.randn(3, 4, 5, 5, generator=g), torch.randn(3, 4, 5, 5, generator=g)
-    got, err = _call(name, fn, x.clone(), grad_out.clone())
+    got, err = call_solution(name, fn, x.clone(), grad_out.clone())
     if err:
         return report(name, False, err)
     got = torch.as_tensor(got)
@@ -130,7 +130,7 @@ def check_spearman_correlation(fn: Callable) -> bool:
               (cases[0][0], cases[0][0] + 0.3 * cases[0][1])]
     worst = 0.0
     for a, b in cases:
-        got, err = _call(name, fn, a.clone(), b.clone())
+        got, err = call_solution(name, fn, a.clone(), b.clone())
         if err:
             return report(name, False, err)
         ref = stats.spearmanr(a.numpy(), b.numpy()).statistic

@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ._core import _call, report
+from ._core import call_solution, report
 
 __all__ = ['check_semantic_from_instances', 'check_boxes_from_masks', 'check_fc_to_conv', 'check_receptive_field', 'check_bed_of_nails', 'check_conv_transpose_scatter', 'check_skip_concat']
 
@@ -20,7 +20,7 @@ def check_semantic_from_instances(fn: Callable, n_scenes: int = 20, split: str =
     worst = 0
     for i in range(n_scenes):
         s = make_scene(i, split=split)
-        out, err = _call(name, fn, s["masks"].clone(), s["labels"].clone())
+        out, err = call_solution(name, fn, s["masks"].clone(), s["labels"].clone())
         if err:
             return report(name, False, err)
         out = torch.as_tensor(out)
@@ -39,7 +39,7 @@ def check_boxes_from_masks(fn: Callable, n_scenes: int = 20, split: str = "val")
     worst = 0.0
     for i in range(n_scenes):
         s = make_scene(i, split=split)
-        out, err = _call(name, fn, s["masks"].clone())
+        out, err = call_solution(name, fn, s["masks"].clone())
         if err:
             return report(name, False, err)
         out = torch.as_tensor(out, dtype=torch.float32)
@@ -68,7 +68,7 @@ def check_fc_to_conv(fn: Callable, n_cases: int = 5) -> bool:
             fc.weight.copy_(torch.randn(fc.weight.shape, generator=g))
             fc.bias.copy_(torch.randn(fc.bias.shape, generator=g))
         x = torch.randn(2, c, k + 3, k + 5, generator=g)
-        conv, err = _call(name, fn, fc, c, k)
+        conv, err = call_solution(name, fn, fc, c, k)
         if err:
             return report(name, False, err)
         if not isinstance(conv, nn.Module):
@@ -98,7 +98,7 @@ def check_receptive_field(fn: Callable) -> bool:
              [(3, 1), (3, 1), (2, 2)] * 4]
     wrong = []
     for layers in cases:
-        got, err = _call(name, fn, list(layers))
+        got, err = call_solution(name, fn, list(layers))
         if err:
             return report(name, False, err)
         if got != receptive_field(layers):
@@ -119,7 +119,7 @@ def check_bed_of_nails(fn: Callable) -> bool:
     worst = 0.0
     for s in (1, 2, 3, 4):
         x = torch.randn(2, 3, 4, 5, generator=g)
-        got, err = _call(name, fn, x.clone(), s)
+        got, err = call_solution(name, fn, x.clone(), s)
         if err:
             return report(name, False, err)
         ref = bed_of_nails(x, s)
@@ -144,7 +144,7 @@ def check_conv_transpose_scatter(fn: Callable) -> bool:
     for h, w, k, s in cases:
         x = torch.randn(h, w, generator=g, dtype=torch.float64)
         weight = torch.randn(k, k, generator=g, dtype=torch.float64)
-        got, err = _call(name, fn, x.clone(), weight.clone(), s)
+        got, err = call_solution(name, fn, x.clone(), weight.clone(), s)
         if err:
             return report(name, False, err)
         ref = F.conv_transpose2d(x[None, None], weight[None, None], stride=s)[0, 0]
@@ -168,7 +168,7 @@ def check_skip_concat(fn: Callable) -> bool:
              ((2, 2, 17, 20), (2, 3, 12, 13))]
     for skip_shape, x_shape in cases:
         skip, x = torch.randn(skip_shape, generator=g), torch.randn(x_shape, generator=g)
-        got, err = _call(name, fn, skip.clone(), x.clone())
+        got, err = call_solution(name, fn, skip.clone(), x.clone())
         if err:
             return report(name, False, err)
         (h1, w1), (h2, w2) = skip_shape[2:], x_shape[2:]

@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ._core import _call, report
+from ._core import call_solution, report
 
 __all__ = ["check_responsible_cells", "check_default_boxes", "check_focal_loss", "check_pareto_front"]
 
@@ -26,7 +26,7 @@ def check_responsible_cells(fn: Callable, n_scenes: int = 30, split: str = "val"
     cases += [(edge, s, 128) for s in (1, 4, 8, 16, 32)]
     wrong = 0
     for boxes, s, size in cases:
-        got, err = _call(name, fn, boxes.clone(), s, size)
+        got, err = call_solution(name, fn, boxes.clone(), s, size)
         if err:
             return report(name, False, err)
         got = torch.as_tensor(got)
@@ -56,7 +56,7 @@ def check_default_boxes(fn: Callable) -> bool:
              ((1, 1), 64, 40.0, 100.0, (2.0,))]
     worst = 0.0
     for shape, stride, s, s_next, ratios in cases:
-        got, err = _call(name, fn, shape, stride, s, s_next, ratios)
+        got, err = call_solution(name, fn, shape, stride, s, s_next, ratios)
         if err:
             return report(name, False, err)
         got = torch.as_tensor(got, dtype=torch.float32)
@@ -82,7 +82,7 @@ def check_focal_loss(fn: Callable) -> bool:
         x = (torch.randn(64, 3, generator=g, dtype=torch.float64) * 4)
         y = (torch.rand(64, 3, generator=g) < 0.3).double()
         mine = x.clone().requires_grad_(True)
-        got, err = _call(name, fn, mine, y.clone(), alpha, gamma)
+        got, err = call_solution(name, fn, mine, y.clone(), alpha, gamma)
         if err:
             return report(name, False, err)
         if not torch.is_tensor(got) or got.shape != x.shape:
@@ -126,7 +126,7 @@ def check_pareto_front(fn: Callable, n_random: int = 200) -> bool:
         cases.append(pts(*((f"d{i}", float(rng.randint(1, 8)), rng.randint(0, 8) / 8)
                            for i in range(rng.randint(1, 7)))))
     for points in cases:
-        got, err = _call(name, fn, [dict(p) for p in points])
+        got, err = call_solution(name, fn, [dict(p) for p in points])
         if err:
             return report(name, False, err)
         want = set(pareto_front(points))

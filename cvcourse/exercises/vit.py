@@ -6,7 +6,7 @@ from typing import Callable
 
 import torch
 
-from ._core import _call, _max_error, report
+from ._core import call_solution, max_error, report
 
 __all__ = ["check_patchify", "check_attention_rollout", "random_attentions"]
 
@@ -32,7 +32,7 @@ def check_patchify(fn: Callable, n_cases: int = 4) -> bool:
         p = (2, 4, 8, 4)[case % 4]
         b, c, gh, gw = 1 + case % 2, (3, 1, 3, 2)[case % 4], 2 + case, 3 + case % 2
         x = torch.randn(b, c, gh * p, gw * p, generator=g)
-        out, err = _call(name, fn, x.clone(), p)
+        out, err = call_solution(name, fn, x.clone(), p)
         if err:
             return report(name, False, err)
         ref = patchify(x, p)
@@ -59,7 +59,7 @@ def check_attention_rollout(fn: Callable, n_cases: int = 5) -> bool:
     worst = 0.0
     for case in range(n_cases):
         a = random_attentions(1 + case % 4, 2, 1 + case % 3, 2 + case % 3, generator=g)
-        problem, error = _max_error(name, fn, (a.clone(),), attention_rollout(a), f"attentions {tuple(a.shape)}: ",
+        problem, error = max_error(name, fn, (a.clone(),), attention_rollout(a), f"attentions {tuple(a.shape)}: ",
                                     dtype=torch.float64, relative=True)
         if problem:
             return report(name, False, problem)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._common import check_images, check_targets, explaining, model_device, resolve_layer, upsample as _upsample
+from ._common import check_images, check_targets, explaining, model_device, resolve_layer
+from ._common import upsample as upsample_maps
 
 
 def class_activation_map(model: nn.Module, images: Tensor, targets, features="features",
@@ -61,5 +62,5 @@ def class_activation_map(model: nn.Module, images: Tensor, targets, features="fe
     weights = fc.weight.detach()[t]                                              # (B, K): w_{k,c}
     cam = torch.einsum("bk,bkhw->bhw", weights, f)                               # (B, h, w)
     if upsample:
-        cam = _upsample(cam, images.shape[-2:])
+        cam = upsample_maps(cam, images.shape[-2:])
     return cam.to(images.device)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._common import check_images, explaining, model_device, resolve_layer, target_scores, upsample as _upsample
+from ._common import check_images, explaining, model_device, resolve_layer, target_scores
+from ._common import upsample as upsample_maps
 
 
 def activations_and_gradients(model: nn.Module, target_layer, images: Tensor, targets) -> tuple[Tensor, Tensor]:
@@ -93,5 +94,5 @@ def grad_cam(model: nn.Module, target_layer, images: Tensor, targets, upsample: 
     activations, gradients = activations_and_gradients(model, target_layer, images, targets)
     cam = grad_cam_from(activations, gradients, relu=relu)
     if upsample:
-        cam = _upsample(cam, images.shape[-2:])
+        cam = upsample_maps(cam, images.shape[-2:])
     return cam.to(images.device)

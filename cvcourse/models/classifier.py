@@ -10,25 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-
-class Standardize(nn.Module):
-    """Standardize each image per channel: subtract its mean, divide by its std.
-
-    Backgrounds and object colours are random in the shapes scenes; removing each image's
-    overall colour and contrast leaves the network only shape to learn from, and
-    (measured) turns a loss that sits at ln 3 for a thousand steps into one that falls
-    within a hundred.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean((2, 3), keepdim=True)          # (B, 3, 1, 1)
-        std = x.std((2, 3), keepdim=True)            # (B, 3, 1, 1)
-        return (x - mean) / (std + 1e-3)
-
-
-def conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+from .backbone import Standardize, conv_bn_relu
 
 
 class ShapeClassifier(nn.Module):

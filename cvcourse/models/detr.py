@@ -34,7 +34,8 @@ from torch import Tensor, nn
 
 from ..ops.boxes import box_convert, clip_boxes_to_image, generalized_box_iou
 from ..ops.matcher import HungarianMatcher
-from .faster_rcnn import _check_inputs, conv_backbone
+from .backbone import conv_backbone
+from .checks import check_detection_inputs, check_images
 
 __all__ = ["DETR", "SetCriterion", "sine_position_encoding", "NO_OBJECT"]
 
@@ -254,7 +255,7 @@ class DETR(nn.Module):
         """DETR's raw outputs for images ``[B, 3, H, W]`` in [0, 1]:
         {"pred_logits" [B, Q, C+1], "pred_boxes" [B, Q, 4] normalized cxcywh,
         "aux_outputs": one such dict per earlier decoder layer}."""
-        _check_inputs(images, None, training=False)
+        check_images(images)
         feats = self.input_proj(self.backbone(images))                  # (B, d, h, w)
         B, d, h, w = feats.shape
         src = feats.flatten(2).transpose(1, 2)                          # (B, h*w, d) tokens
@@ -314,7 +315,7 @@ class DETR(nn.Module):
             training: {"loss_ce", "loss_bbox", "loss_giou"} (weighted) plus "..._i" for each
             auxiliary decoder layer; eval: per image {"boxes" [Q, 4], "scores", "labels"}.
         """
-        _check_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training)
         outputs = self.forward_raw(images)
         if self.training:
             return self.criterion(outputs, self.normalized_targets(targets, images.shape[-2:]))

@@ -19,59 +19,12 @@ from typing import Dict, List, Optional, Sequence
 from torch import Tensor, nn
 
 from ..ops.anchors import AnchorGenerator
-from .classifier import Standardize, conv_bn_relu
+from .backbone import conv_backbone
+from .checks import check_detection_inputs, targets_to
 from .roi_heads import RoIHeads
 from .rpn import RegionProposalNetwork, RPNHead
 
-__all__ = ["FasterRCNN", "conv_backbone"]
-
-
-def conv_backbone(width: int = 32, stride: int = 8) -> nn.Sequential:
-    """Standardize, then conv-BN-ReLU stages with 2x2 max pools: out channels 4w, stride 8 or 16."""
-    if stride not in (8, 16):
-        raise ValueError(f"stride must be 8 or 16, got {stride}")
-    w = width
-    layers = [Standardize(),
-              conv_bn_relu(3, w), nn.MaxPool2d(2),                                  # /2
-              conv_bn_relu(w, 2 * w), conv_bn_relu(2 * w, 2 * w), nn.MaxPool2d(2),  # /4
-              conv_bn_relu(2 * w, 4 * w), conv_bn_relu(4 * w, 4 * w), nn.MaxPool2d(2)]  # /8
-    if stride == 16:
-        layers += [conv_bn_relu(4 * w, 4 * w), nn.MaxPool2d(2)]                    # /16
-    layers += [conv_bn_relu(4 * w, 4 * w)]
-    return nn.Sequential(*layers)
-
-
-def _targets_to(images: Tensor, targets, keys=("boxes", "labels")) -> list:
-    """The targets' `keys` on the images' device: boxes also in the images' dtype, the
-    rest (labels, masks) keep theirs. Every detector calls this before computing its loss."""
-    return [{k: t[k].to(images) if k == "boxes" else t[k].to(images.device) for k in keys}
-            for t in targets]
-
-
-def _check_inputs(images, targets, training: bool) -> None:
-    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a Tensor[B, 3, H, W], got {got}")
-    if not training:
-        return
-    if targets is None:
-        raise ValueError("targets must be given in training mode (a list of dicts with "
-                         "'boxes' [N, 4] and 'labels' [N]); call model.eval() to predict")
-    if len(targets) != len(images):
-        raise ValueError(f"targets must have one dict per image, got {len(targets)} "
-                         f"for {len(images)} images")
-    for i, t in enumerate(targets):
-        boxes = t.get("boxes") if isinstance(t, dict) else None
-        if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
-            got = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
-            raise ValueError(f"targets[{i}]['boxes'] must be a Tensor[N, 4] xyxy, got {got}")
-        bad = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-        if bool(bad.any()):
-            j = int(bad.nonzero()[0, 0])
-            raise ValueError(f"targets[{i}]['boxes'] must be xyxy with x2 > x1 and y2 > y1, "
-                             f"box {j} is {boxes[j].tolist()}")
-        if len(t.get("labels", ())) != len(boxes):
-            raise ValueError(f"targets[{i}]['labels'] must have one label per box ({len(boxes)})")
+__all__ = ["FasterRCNN"]
 
 
 class FasterRCNN(nn.Module):
@@ -118,9 +71,9 @@ class FasterRCNN(nn.Module):
             training: {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"};
             eval: per image {"boxes" [D, 4] xyxy, "scores" [D], "labels" [D] in 1..C}.
         """
-        _check_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training)
         if targets is not None:
-            targets = _targets_to(images, targets)
+            targets = targets_to(images, targets)
         features = self.backbone(images)                               # (B, 4w, H/s, W/s)
         proposals, rpn_losses = self.rpn(images, features, targets)    # B x (K, 4)
         detections, head_losses = self.roi_heads(features, proposals, tuple(images.shape[-2:]),

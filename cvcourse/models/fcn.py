@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.upsample import bilinear_padding, bilinear_upsample_weight
-from .classifier import conv_bn_relu  # 3x3 conv (keeps H x W) → BatchNorm → ReLU
+from .backbone import conv_bn_relu  # 3x3 conv (keeps H x W) → BatchNorm → ReLU
 
 __all__ = ["FCN", "pad_to_multiple", "PAD_MODES"]
 

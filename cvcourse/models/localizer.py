@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.boxes import box_convert
-from .classifier import Standardize, conv_bn_relu
+from .backbone import Standardize, conv_bn_relu
 
 __all__ = ["SingleObjectLocalizer", "localization_loss", "decode_boxes", "encode_boxes"]
 

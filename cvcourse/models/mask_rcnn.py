@@ -34,7 +34,8 @@ from torch import Tensor, nn
 
 from ..ops.boxes import box_iou
 from ..ops.roi import roi_align, roi_pool
-from .faster_rcnn import FasterRCNN, _check_inputs, _targets_to
+from .checks import check_detection_inputs, targets_to
+from .faster_rcnn import FasterRCNN
 from .roi_heads import RoIHeads, fastrcnn_loss
 
 __all__ = ["MaskHead", "MaskRCNN", "MaskRoIHeads", "mask_targets", "maskrcnn_loss",
@@ -293,10 +294,10 @@ class MaskRCNN(FasterRCNN):
             eval: per image {"boxes" [D, 4], "scores" [D], "labels" [D], "masks" [D, 1, H, W]
             probabilities, "roi_masks" [D, 1, 28, 28]}.
         """
-        _check_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training)
         if self.training:
             _check_masks(images, targets)
-            targets = _targets_to(images, targets, ("boxes", "labels", "masks"))
+            targets = targets_to(images, targets, ("boxes", "labels", "masks"))
         features = self.backbone(images)                                   # (B, 4w, H/s, W/s)
         proposals, rpn_losses = self.rpn(images, features, targets if self.training else None)
         detections, head_losses = self.roi_heads(features, proposals, tuple(images.shape[-2:]),

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..ops.anchors import BalancedPositiveNegativeSampler, Matcher
 from ..ops.boxes import BoxCoder
 from ..ops.roi import roi_align
-from .classifier import Standardize, conv_bn_relu
+from .backbone import Standardize, conv_bn_relu
 from .roi_heads import fastrcnn_loss, postprocess_detections, proposal_targets
 
 __all__ = ["RCNN", "rcnn_targets", "rcnn_loss", "warp_proposals"]

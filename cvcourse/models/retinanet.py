@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from ..ops.anchors import AnchorGenerator, Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 from ..ops.focal import sigmoid_focal_loss
-from .faster_rcnn import _check_inputs, _targets_to
-from .ssd import MultiScaleBackbone
+from .backbone import MultiScaleBackbone
+from .checks import check_detection_inputs, targets_to
 
 __all__ = ["RetinaNet", "FeaturePyramid", "classification_loss", "loss_shares", "prior_bias"]
 
@@ -216,7 +216,7 @@ class RetinaNet(nn.Module):
         features = self.fpn(self.backbone(images))
         logits = torch.cat(self.head(features)[0], 1)                 # (N, A, C)
         anchors = self.anchor_generator(images, features)[0]
-        targets = _targets_to(images, targets)
+        targets = targets_to(images, targets)
         matched, _, onehot = self.match(anchors, targets)
         self.train(was_training)
         valid = matched != Matcher.BETWEEN_THRESHOLDS
@@ -230,13 +230,13 @@ class RetinaNet(nn.Module):
             training: {"loss_classifier", "loss_box_reg"};
             eval: per image {"boxes" [K, 4] xyxy, "scores" [K], "labels" [K] in 1..C}.
         """
-        _check_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training)
         features = self.fpn(self.backbone(images))
         logits, deltas = self.head(features)
         anchors = self.anchor_generator(images, features)[0]
         sizes = [lg.shape[1] for lg in logits]
         if self.training:
-            targets = _targets_to(images, targets)
+            targets = targets_to(images, targets)
             return self.compute_loss(torch.cat(logits, 1), torch.cat(deltas, 1), anchors, targets)
         return self.postprocess(logits, deltas, list(anchors.split(sizes)),
                                 tuple(images.shape[-2:]))

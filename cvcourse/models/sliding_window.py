@@ -57,7 +57,7 @@ def _check_images(x: Tensor) -> None:
         raise ValueError(f"images must be a [B, 3, H, W] batch, got {got}")
 
 
-def _stack_multiply_adds(layers: List[Tuple[int, int, int]], h: int, w: int) -> int:
+def stack_multiply_adds(layers: List[Tuple[int, int, int]], h: int, w: int) -> int:
     """Multiply-adds of a stack of unpadded stride-1 convs (cin, cout, k) on an h x w input."""
     total = 0
     for cin, cout, k in layers:
@@ -156,11 +156,11 @@ class PatchClassifier(nn.Module):
             ``{"per_patch", "sliding_window", "fully_convolutional"}`` multiply-add counts.
         """
         layers, p = self._layer_specs(), self.patch_size
-        per_patch = _stack_multiply_adds(layers, p, p)
+        per_patch = stack_multiply_adds(layers, p, p)
         return {
             "per_patch": per_patch,
             "sliding_window": height * width * per_patch,
-            "fully_convolutional": _stack_multiply_adds(layers, height + p - 1, width + p - 1),
+            "fully_convolutional": stack_multiply_adds(layers, height + p - 1, width + p - 1),
         }
 
     def to_fully_convolutional(self) -> "FullyConvolutionalPatchClassifier":

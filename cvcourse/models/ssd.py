@@ -35,10 +35,10 @@ from torch import Tensor, nn
 
 from ..ops.anchors import Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
-from .classifier import conv_bn_relu
-from .faster_rcnn import _check_inputs, _targets_to, conv_backbone
+from .backbone import MultiScaleBackbone
+from .checks import check_detection_inputs, targets_to
 
-__all__ = ["SSD", "MultiScaleBackbone", "default_boxes", "hard_negative_mining"]
+__all__ = ["SSD", "default_boxes", "hard_negative_mining"]
 
 
 def default_boxes(feature_shape: Tuple[int, int], stride: int, scale: float, next_scale: float,
@@ -98,26 +98,6 @@ def hard_negative_mining(confidence_loss: Tensor, positive: Tensor, neg_pos_rati
     rank = order.argsort(dim=1)                                         # each box's rank
     num_neg = (neg_pos_ratio * positive.sum(1, keepdim=True)).clamp(max=positive.shape[1])
     return positive | (rank < num_neg)
-
-
-class MultiScaleBackbone(nn.Module):
-    """`conv_backbone` (stride 8) plus two pool + conv stages: maps at strides 8, 16, 32.
-
-    Input ``[N, 3, H, W]``; output a list of three ``[N, 4 * width, H / s, W / s]`` maps.
-    """
-
-    def __init__(self, width: int = 16):
-        super().__init__()
-        c = 4 * width
-        self.body = conv_backbone(width, stride=8)                          # (N, c, H/8, W/8)
-        self.down16 = nn.Sequential(nn.MaxPool2d(2), conv_bn_relu(c, c))   # (N, c, H/16, W/16)
-        self.down32 = nn.Sequential(nn.MaxPool2d(2), conv_bn_relu(c, c))   # (N, c, H/32, W/32)
-        self.out_channels, self.strides = c, (8, 16, 32)
-
-    def forward(self, images: Tensor) -> List[Tensor]:
-        p8 = self.body(images)
-        p16 = self.down16(p8)
-        return [p8, p16, self.down32(p16)]
 
 
 class SSD(nn.Module):
@@ -234,11 +214,11 @@ class SSD(nn.Module):
             training: {"loss_classifier", "loss_box_reg"};
             eval: per image {"boxes" [K, 4] xyxy, "scores" [K], "labels" [K] in 1..C}.
         """
-        _check_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training)
         features = self.backbone(images)
         logits, deltas = self.head(features)                 # (N, D, C + 1), (N, D, 4)
         anchors = self.default_boxes(features, images.shape[-1])   # (D, 4)
         if self.training:
-            targets = _targets_to(images, targets)
+            targets = targets_to(images, targets)
             return self.compute_loss(logits, deltas, anchors, targets)
         return self.postprocess(logits, deltas, anchors, tuple(images.shape[-2:]))

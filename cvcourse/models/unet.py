@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .classifier import conv_bn_relu  # 3x3 conv (keeps H x W) → BatchNorm → ReLU
+from .backbone import conv_bn_relu  # 3x3 conv (keeps H x W) → BatchNorm → ReLU
 from .fcn import check_images, check_pad_mode, pad_to_multiple
 
 __all__ = ["UNet", "double_conv"]

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .classifier import Standardize
+from .backbone import Standardize
 
 
 class Attention(nn.Module):

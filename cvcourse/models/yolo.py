@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.boxes import _check_boxes, batched_nms, clip_boxes_to_image, remove_small_boxes
-from .classifier import conv_bn_relu
-from .faster_rcnn import _check_inputs, _targets_to, conv_backbone
+from ..ops.boxes import check_boxes, batched_nms, clip_boxes_to_image, remove_small_boxes
+from .backbone import conv_backbone, conv_bn_relu
+from .checks import check_detection_inputs, targets_to
 
 __all__ = ["YOLO", "GridPredictions", "assign_cells", "paired_iou", "responsible_cells"]
 
@@ -59,7 +59,7 @@ def responsible_cells(boxes: Tensor, grid_size: int, image_size: int) -> Tensor:
     Returns:
         Tensor[N, 2]: int64 ``(row, col)`` of each box's cell, in [0, S).
     """
-    _check_boxes(boxes, "boxes")
+    check_boxes(boxes, "boxes")
     if grid_size < 1 or image_size < grid_size:
         raise ValueError(f"need 1 <= grid_size <= image_size, got {grid_size} and {image_size}")
     cell = image_size / grid_size
@@ -226,12 +226,12 @@ class YOLO(nn.Module):
             training: {"loss_box_reg", "loss_objectness", "loss_no_object", "loss_classifier"};
             eval: per image {"boxes" [D, 4] xyxy, "scores" [D], "labels" [D] in 1..C}.
         """
-        _check_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training)
         if images.shape[-1] != images.shape[-2] or images.shape[-1] % self.stride:
             raise ValueError(f"images must be square with a side divisible by the stride "
                              f"{self.stride}, got {tuple(images.shape[-2:])}")
         pred = self.grid(images)
         if self.training:
-            targets = _targets_to(images, targets)
+            targets = targets_to(images, targets)
             return self.compute_loss(pred, targets, images.shape[-1])
         return self.postprocess(pred, tuple(images.shape[-2:]))

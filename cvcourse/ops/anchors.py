@@ -18,7 +18,7 @@ from typing import List, NamedTuple, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .boxes import _check_boxes, box_iou
+from .boxes import check_boxes, box_iou
 
 __all__ = [
     "AnchorGenerator",
@@ -295,8 +295,8 @@ def label_anchors(
     Returns:
         AnchorLabels: ``labels``, ``matched_gt`` and the best ``iou``, each ``[A]``.
     """
-    _check_boxes(anchors, "anchors")
-    _check_boxes(gt_boxes, "gt_boxes")
+    check_boxes(anchors, "anchors")
+    check_boxes(gt_boxes, "gt_boxes")
     iou = box_iou(gt_boxes, anchors)  # (G, A)
     matches = Matcher(high, low, allow_low_quality_matches)(iou)  # (A,)
     labels = torch.full_like(matches, -1)  # (A,) ignored unless decided below

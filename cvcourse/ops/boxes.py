@@ -39,7 +39,7 @@ _NMS_BLOCK = 256
 # --------------------------------------------------------------------------- validation
 
 
-def _check_boxes(boxes, name: str, shape: str = "N, 4", what: str = "xyxy boxes") -> None:
+def check_boxes(boxes, name: str, shape: str = "N, 4", what: str = "xyxy boxes") -> None:
     """Raise unless `boxes` is a floating Tensor of shape [N, 4] (or [..., 4])."""
     expected = f"{name} must be a Tensor[{shape}] of {what}"
     if not isinstance(boxes, Tensor):
@@ -51,7 +51,7 @@ def _check_boxes(boxes, name: str, shape: str = "N, 4", what: str = "xyxy boxes"
         raise TypeError(f"{expected} with a floating point dtype, got {boxes.dtype}")
 
 
-def _check_ordered(boxes: Tensor, name: str) -> None:
+def check_ordered(boxes: Tensor, name: str) -> None:
     """Raise unless every box has x2 >= x1 and y2 >= y1, naming the first one that does not."""
     bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])  # (N,)
     if bool(bad.any()):
@@ -118,7 +118,7 @@ def box_area(boxes: Tensor) -> Tensor:
     Returns:
         Tensor[...]: ``(x2 - x1) * (y2 - y1)`` for every box.
     """
-    _check_boxes(boxes, "boxes", shape="..., 4")
+    check_boxes(boxes, "boxes", shape="..., 4")
     return _area(boxes)
 
 
@@ -134,8 +134,8 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         (NaN for two zero-area boxes, whose union is empty).
     """
     for boxes, name in ((boxes1, "boxes1"), (boxes2, "boxes2")):
-        _check_boxes(boxes, name)
-        _check_ordered(boxes, name)
+        check_boxes(boxes, name)
+        check_ordered(boxes, name)
     inter, union = _inter_union(boxes1, boxes2)
     return inter / union
 
@@ -154,8 +154,8 @@ def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         Tensor[N, M]: values in [-1, 1], never above the IoU of the same pair.
     """
     for boxes, name in ((boxes1, "boxes1"), (boxes2, "boxes2")):
-        _check_boxes(boxes, name)
-        _check_ordered(boxes, name)
+        check_boxes(boxes, name)
+        check_ordered(boxes, name)
     inter, union = _inter_union(boxes1, boxes2)
     lt = torch.min(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2) enclosing box C
     rb = torch.max(boxes1[:, None, 2:], boxes2[None, :, 2:])
@@ -180,7 +180,7 @@ def box_convert(boxes: Tensor, in_fmt: str, out_fmt: str) -> Tensor:
     """
     _check_format(in_fmt, "in_fmt")
     _check_format(out_fmt, "out_fmt")
-    _check_boxes(boxes, "boxes", shape="..., 4", what="boxes")
+    check_boxes(boxes, "boxes", shape="..., 4", what="boxes")
     if in_fmt == out_fmt:
         return boxes.clone()
     a, b, c, d = boxes.unbind(-1)
@@ -205,7 +205,7 @@ def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
     Returns:
         Tensor[..., 4]: the clipped boxes (boxes wholly outside become zero-width or -height).
     """
-    _check_boxes(boxes, "boxes", shape="..., 4")
+    check_boxes(boxes, "boxes", shape="..., 4")
     if len(size) != 2:
         raise ValueError(f"size must be the image's (height, width), got {size!r}")
     height, width = size
@@ -224,7 +224,7 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
     Returns:
         Tensor[K]: int64 indices into `boxes`, increasing.
     """
-    _check_boxes(boxes, "boxes")
+    check_boxes(boxes, "boxes")
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     return torch.where((widths >= min_size) & (heights >= min_size))[0]
 
@@ -295,7 +295,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     Returns:
         Tensor[K]: int64 indices of the kept boxes, by decreasing score.
     """
-    _check_boxes(boxes, "boxes")
+    check_boxes(boxes, "boxes")
     _check_vector(scores, "scores", len(boxes))
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,)
     boxes = boxes[order]  # (N, 4) best first
@@ -328,7 +328,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     Returns:
         Tensor[K]: int64 indices of the kept boxes, by decreasing score.
     """
-    _check_boxes(boxes, "boxes")
+    check_boxes(boxes, "boxes")
     _check_vector(scores, "scores", len(boxes))
     _check_vector(idxs, "idxs", len(boxes), integer=True)
     if boxes.numel() == 0:
@@ -377,8 +377,8 @@ class BoxCoder:
         Returns:
             Tensor[N, 4]: ``(dx, dy, dw, dh)`` per pair.
         """
-        _check_boxes(reference_boxes, "reference_boxes")
-        _check_boxes(proposals, "proposals")
+        check_boxes(reference_boxes, "reference_boxes")
+        check_boxes(proposals, "proposals")
         if len(reference_boxes) != len(proposals):
             raise ValueError(
                 f"reference_boxes and proposals must pair up, got {len(reference_boxes)} "
@@ -410,7 +410,7 @@ class BoxCoder:
             raise ValueError(f"rel_codes must be a Tensor[N, 4] or Tensor[N, 4 * C], got {got}")
         if not rel_codes.is_floating_point():
             raise TypeError(f"rel_codes must have a floating point dtype, got {rel_codes.dtype}")
-        _check_boxes(boxes, "boxes")
+        check_boxes(boxes, "boxes")
         if len(rel_codes) != len(boxes):
             raise ValueError(
                 f"rel_codes and boxes must pair up, got {len(rel_codes)} and {len(boxes)} rows"

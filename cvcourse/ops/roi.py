@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .boxes import _check_ordered, box_area
+from .boxes import check_ordered, box_area
 
 __all__ = [
     "AlignSamples",
@@ -366,7 +366,7 @@ def roi_pool_snapping_error(boxes: Tensor, spatial_scale: float) -> SnappingErro
     """
     if not isinstance(boxes, Tensor) or boxes.shape[1:] != (4,) or not boxes.is_floating_point():
         raise ValueError(f"boxes must be a floating point Tensor[K, 4], got {_describe(boxes)}")
-    _check_ordered(boxes, "boxes")
+    check_ordered(boxes, "boxes")
     _check_scale(spatial_scale)
     start = _round_half_away(boxes[:, :2] * spatial_scale)  # (K, 2) first cell (x, y)
     end = _round_half_away(boxes[:, 2:] * spatial_scale) + 1  # (K, 2) past the last cell

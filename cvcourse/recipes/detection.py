@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from ..data import CLASSES, ShapesDataset, detection_collate
 from ..metrics import mean_average_precision
 from ..models import FasterRCNN, SingleObjectLocalizer
-from ..models.faster_rcnn import conv_backbone
+from ..models.backbone import conv_backbone
 from ..models.localizer import localization_loss
 from ..ops.boxes import box_iou
 from . import Recipe, register

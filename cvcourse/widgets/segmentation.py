@@ -43,7 +43,7 @@ def layer_multiply_adds(model, height: int, width: int) -> list[dict]:
         "sliding_window" and "fully_convolutional" multiply-adds for an ``height x width``
         image; their sums equal ``model.multiply_adds(height, width)``.
     """
-    from ..models.sliding_window import _stack_multiply_adds
+    from ..models.sliding_window import stack_multiply_adds
 
     layers, p = model._layer_specs(), model.patch_size
     names = [f"conv{k}×{k} {cin}→{cout}" for cin, cout, k in layers[:-2]] + \
@@ -51,7 +51,7 @@ def layer_multiply_adds(model, height: int, width: int) -> list[dict]:
     rows = []
     for n in range(1, len(layers) + 1):  # cost of layer n = cost of the first n layers - first n-1
         def upto(h, w, n=n):
-            return _stack_multiply_adds(layers[:n], h, w) - _stack_multiply_adds(layers[:n - 1], h, w)
+            return stack_multiply_adds(layers[:n], h, w) - stack_multiply_adds(layers[:n - 1], h, w)
         rows.append({"layer": names[n - 1], "sliding_window": height * width * upto(p, p),
                      "fully_convolutional": upto(height + p - 1, width + p - 1)})
     return rows
