@@ -62,6 +62,23 @@ def check_ordered(boxes: Tensor, name: str) -> None:
         )
 
 
+def check_finite(boxes: Tensor, name: str) -> None:
+    """Raise unless every coordinate is finite (no NaN or inf), naming the first bad box."""
+    bad = ~torch.isfinite(boxes).all(dim=-1)  # (N,)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(f"{name} must have finite coordinates, but box {i} is {boxes[i].tolist()}")
+
+
+def check_threshold(value, name: str) -> float:
+    """Return `value` as a float, raising unless it is a real number in [0, 1] (NaN fails)."""
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def _check_vector(values, name: str, length: int, integer: bool = False) -> None:
     """Raise unless `values` is a 1-D Tensor of `length` entries (floating or integer)."""
     kind = "an integer" if integer else "a floating point"
@@ -72,7 +89,7 @@ def _check_vector(values, name: str, length: int, integer: bool = False) -> None
     if len(values) != length:
         raise ValueError(f"{name} has {len(values)} entries but there are {length} boxes")
     if integer:
-        ok = not values.is_floating_point() and values.dtype != torch.bool
+        ok = not values.is_floating_point() and not values.is_complex() and values.dtype != torch.bool
     else:
         ok = values.is_floating_point()
     if not ok:
@@ -135,6 +152,7 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """
     for boxes, name in ((boxes1, "boxes1"), (boxes2, "boxes2")):
         check_boxes(boxes, name)
+        check_finite(boxes, name)
         check_ordered(boxes, name)
     inter, union = _inter_union(boxes1, boxes2)
     return inter / union
@@ -155,6 +173,7 @@ def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     """
     for boxes, name in ((boxes1, "boxes1"), (boxes2, "boxes2")):
         check_boxes(boxes, name)
+        check_finite(boxes, name)
         check_ordered(boxes, name)
     inter, union = _inter_union(boxes1, boxes2)
     lt = torch.min(boxes1[:, None, :2], boxes2[None, :, :2])  # (N, M, 2) enclosing box C
@@ -206,8 +225,9 @@ def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
         Tensor[..., 4]: the clipped boxes (boxes wholly outside become zero-width or -height).
     """
     check_boxes(boxes, "boxes", shape="..., 4")
-    if len(size) != 2:
-        raise ValueError(f"size must be the image's (height, width), got {size!r}")
+    if not isinstance(size, (tuple, list, torch.Size)) or len(size) != 2 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf for v in size):
+        raise ValueError(f"size must be the image's (height, width), two numbers >= 0, got {size!r}")
     height, width = size
     x = boxes[..., 0::2].clamp(min=0, max=width)  # (..., 2) x1, x2
     y = boxes[..., 1::2].clamp(min=0, max=height)  # (..., 2) y1, y2
@@ -225,6 +245,8 @@ def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
         Tensor[K]: int64 indices into `boxes`, increasing.
     """
     check_boxes(boxes, "boxes")
+    if isinstance(min_size, bool) or not isinstance(min_size, (int, float)) or not 0 <= min_size < math.inf:
+        raise ValueError(f"min_size must be a finite number >= 0, got {min_size!r}")
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     return torch.where((widths >= min_size) & (heights >= min_size))[0]
 
@@ -296,7 +318,11 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         Tensor[K]: int64 indices of the kept boxes, by decreasing score.
     """
     check_boxes(boxes, "boxes")
+    check_finite(boxes, "boxes")
     _check_vector(scores, "scores", len(boxes))
+    if bool(scores.isnan().any()):
+        raise ValueError(f"scores must not be NaN, got {int(scores.isnan().sum())} NaN score(s)")
+    iou_threshold = check_threshold(iou_threshold, "iou_threshold")
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,)
     boxes = boxes[order]  # (N, 4) best first
     threshold = _below(iou_threshold, _upcast(boxes).dtype)
@@ -320,7 +346,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     >= 0), then run one `nms` over all of them.
 
     Args:
-        boxes (Tensor[N, 4]): xyxy boxes with coordinates >= 0.
+        boxes (Tensor[N, 4]): xyxy boxes.
         scores (Tensor[N]): one score per box.
         idxs (Tensor[N]): integer category of each box.
         iou_threshold (float): as in `nms`.
@@ -329,10 +355,13 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         Tensor[K]: int64 indices of the kept boxes, by decreasing score.
     """
     check_boxes(boxes, "boxes")
+    check_finite(boxes, "boxes")
     _check_vector(scores, "scores", len(boxes))
     _check_vector(idxs, "idxs", len(boxes), integer=True)
+    iou_threshold = check_threshold(iou_threshold, "iou_threshold")
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
+    boxes = boxes - boxes.min()  # IoU ignores a shift; now coordinates are >= 0, as the trick needs
     offsets = idxs.to(boxes) * (boxes.max() + 1)  # (N,)
     return nms(boxes + offsets[:, None], scores, iou_threshold)
 
@@ -364,8 +393,13 @@ class BoxCoder:
     bbox_xform_clip: float = math.log(1000.0 / 16)
 
     def __post_init__(self):
-        if len(self.weights) != 4:
-            raise ValueError(f"weights must be four numbers (wx, wy, ww, wh), got {self.weights!r}")
+        w = self.weights
+        if not isinstance(w, (tuple, list)) or len(w) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in w):
+            raise ValueError(f"weights must be four numbers (wx, wy, ww, wh), each > 0, got {w!r}")
+        c = self.bbox_xform_clip
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not c > 0:
+            raise ValueError(f"bbox_xform_clip must be a positive number, got {c!r}")
 
     def encode(self, reference_boxes: Tensor, proposals: Tensor) -> Tensor:
         """Deltas that move each proposal onto its reference (ground-truth) box.

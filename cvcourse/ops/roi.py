@@ -58,7 +58,8 @@ def _output_size(output_size) -> Tuple[int, int]:
 
 
 def _check_scale(spatial_scale) -> None:
-    if not isinstance(spatial_scale, (int, float)) or not 0 < spatial_scale < float("inf"):
+    if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, (int, float)) \
+            or not 0 < spatial_scale < float("inf"):
         raise ValueError(f"spatial_scale must be a positive number, got {spatial_scale!r}")
 
 
@@ -275,6 +276,8 @@ def roi_align(
     rois, (oh, ow) = _as_rois(input, boxes, output_size, spatial_scale)
     if not isinstance(sampling_ratio, int) or isinstance(sampling_ratio, bool):
         raise ValueError(f"sampling_ratio must be an int (<= 0: adaptive), got {sampling_ratio!r}")
+    if not isinstance(aligned, bool):
+        raise ValueError(f"aligned must be True or False, got {aligned!r}")
     batch = rois[:, 0].long()  # (K,)
     x1, y1, width, height = _align_box(rois[:, 1:], spatial_scale, aligned)  # (K,) each
     channels, map_h, map_w = input.shape[1:]

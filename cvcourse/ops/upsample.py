@@ -107,6 +107,12 @@ def max_pool2d_with_indices(
         flattened ``H*W`` plane of each channel.
     """
     _check_4d(x, "x")
+    kernel_size = _pair(kernel_size, "kernel_size", minimum=1)
+    stride = _pair(kernel_size if stride is None else stride, "stride", minimum=1)
+    padding = _pair(padding, "padding", minimum=0)
+    if 2 * max(padding[0] - kernel_size[0] // 2, padding[1] - kernel_size[1] // 2, 0):
+        raise ValueError(f"padding must be at most half of kernel_size, got padding {padding} "
+                         f"for kernel_size {kernel_size}")
     return F.max_pool2d(x, kernel_size, stride, padding, return_indices=True)
 
 
