@@ -219,6 +219,8 @@ def _colour(rng, under, others):
 
 # -------------------------------------------------------------------------------- scene
 def _as_int(name: str, value) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool")
     try:
         return operator.index(value)
     except TypeError:
