@@ -172,7 +172,7 @@ def checkpoint_widget_cases():
             + [{"scene": 2, "target": "triangle", "method": "Grad-CAM", "layer": layer}
                for layer in ("features.3", "features.4")])
     if {"yolo", "retinanet_bce"} & have:
-        from cvcourse.recipes.detection import held_out_scenes
+        from cvcourse.data.scenes import held_out_scenes
 
         images, targets = held_out_scenes("test", 24)  # the chapters' widgets show these scenes
     if "yolo" in have:

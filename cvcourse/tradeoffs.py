@@ -3,7 +3,7 @@
 The chapter "Detection trade-offs" compares Faster R-CNN, YOLO, SSD, RetinaNet and DETR.
 Each was trained by its own recipe; here they meet on equal terms: the same held-out
 scenes, the same metric code (`cvcourse.metrics.mean_average_precision`), the same
-decoding path (`recipes.detection.detect`) and the same device, in one run.
+decoding path (`cvcourse.inference.detect`) and the same device, in one run.
 
 - `compare_detectors`: held-out mAP@0.5, COCO mAP, mAP@0.75 and end-to-end images/s
   (network, decoding, NMS) of each model on the given scenes.
@@ -55,7 +55,7 @@ def compare_detectors(models: Mapping[str, nn.Module], images: torch.Tensor, tar
         One dict per model, in order: ``name, map_50, map, map_75, images_per_s, device``.
     """
     from .metrics import mean_average_precision
-    from .recipes.detection import detect
+    from .inference import detect
 
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty mapping name -> detector")

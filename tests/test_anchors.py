@@ -1,4 +1,4 @@
-"""cvcourse.ops.anchors against torchvision.models.detection: anchors, matcher, sampler, labels."""
+"""cvcourse.ops.anchors and cvcourse.ops.matching against torchvision.models.detection: anchors, matcher, sampler, labels."""
 
 import pytest
 import torch
@@ -9,14 +9,8 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator as Torchvi
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
-from cvcourse.ops.anchors import (
-    AnchorGenerator,
-    BalancedPositiveNegativeSampler,
-    Matcher,
-    anchors_for,
-    cell_anchors,
-    label_anchors,
-)
+from cvcourse.ops.anchors import AnchorGenerator, anchors_for, cell_anchors
+from cvcourse.ops.matching import BalancedPositiveNegativeSampler, Matcher, label_anchors
 from cvcourse.ops.boxes import box_iou
 
 # --------------------------------------------------------------------------------- anchors

@@ -9,7 +9,7 @@ import torch
 from matplotlib.figure import Figure
 
 from cvcourse import pretrained, recipes
-from cvcourse.recipes.detection import held_out_scenes
+from cvcourse.data.scenes import held_out_scenes
 from cvcourse.widgets import time_figure
 from cvcourse.widgets import detection as wd
 

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from cvcourse.data import ShapesDataset, detection_collate
 from cvcourse.models.detr import DETR, NO_OBJECT, SetCriterion, SpatialPrior, sine_position_encoding
-from cvcourse.ops.matcher import HungarianMatcher
+from cvcourse.ops.hungarian import HungarianMatcher
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -313,7 +313,7 @@ def test_recipe_loads_the_classifier_into_the_first_backbone_layers():
 
 # ------------------------------------------------------------------------------- widget, exercises
 def test_widget_figures_draw_for_any_detr():
-    from cvcourse.recipes.detection import held_out_scenes
+    from cvcourse.data.scenes import held_out_scenes
     from cvcourse.widgets.detr import query_centres_figure, query_data, query_explorer, query_explorer_figure
 
     images, targets = held_out_scenes("val", 12, max_objects=2)

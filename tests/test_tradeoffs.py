@@ -8,7 +8,7 @@ import torch
 
 from cvcourse import exercises, experiments, tradeoffs
 from cvcourse.models.yolo import YOLO
-from cvcourse.recipes.detection import held_out_scenes
+from cvcourse.data.scenes import held_out_scenes
 from cvcourse.tradeoffs import compare_detectors, markdown_table, pareto_front, tradeoff_figure
 
 

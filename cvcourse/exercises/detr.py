@@ -25,7 +25,7 @@ def check_matching_cost(fn: Callable) -> bool:
     object) pair for one image, boxes normalized cxcywh:
     ``-cost_class * softmax(logits)[q, label_j] + cost_bbox * L1(b_q, b_j)
     - cost_giou * GIoU(b_q, b_j)``. Checked against `HungarianMatcher.cost_matrix`."""
-    from ..ops.matcher import HungarianMatcher
+    from ..ops.hungarian import HungarianMatcher
 
     name = "matching_cost"
     g = torch.Generator().manual_seed(0)

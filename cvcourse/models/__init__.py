@@ -1,6 +1,7 @@
 """Models of the course, one module per architecture."""
 
 from .classifier import ShapeClassifier
+from .detr import DETR
 from .faster_rcnn import FasterRCNN
 from .fcn import FCN, pad_to_multiple
 from .localizer import SingleObjectLocalizer
@@ -28,4 +29,6 @@ __all__ = [
     "UNet",
     "pad_to_multiple",
     "VisionTransformer",
+    "DETR",
+    "MaskRCNN",
 ]

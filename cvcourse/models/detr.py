@@ -6,7 +6,7 @@ tokens of a transformer encoder. The decoder reads that memory with Q learned **
 queries**; each query's output becomes one (class, box) guess: a distribution over C
 classes plus "no object", and a normalized cxcywh box. There are no anchors: a box is
 regressed directly, relative to the image. Training pairs guesses with true objects one to
-one (`cvcourse.ops.matcher.HungarianMatcher`); unmatched guesses learn "no object", so
+one (`cvcourse.ops.hungarian.HungarianMatcher`); unmatched guesses learn "no object", so
 duplicates are penalised by the loss itself and inference needs no NMS.
 
 Two options make it converge within the course's budget (the DETR chapter measures why):
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.boxes import box_convert, clip_boxes_to_image, generalized_box_iou
-from ..ops.matcher import HungarianMatcher
+from ..ops.hungarian import HungarianMatcher
 from .backbone import conv_backbone
 from .checks import check_detection_inputs, check_images
 

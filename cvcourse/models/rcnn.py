@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..ops.anchors import BalancedPositiveNegativeSampler, Matcher
+from ..ops.matching import BalancedPositiveNegativeSampler, Matcher
 from ..ops.boxes import BoxCoder
 from ..ops.roi import roi_align
 from .backbone import Standardize, conv_bn_relu

@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.anchors import AnchorGenerator, Matcher
+from ..ops.anchors import AnchorGenerator
+from ..ops.matching import Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 from ..ops.focal import sigmoid_focal_loss
 from .backbone import MultiScaleBackbone

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.anchors import BalancedPositiveNegativeSampler, Matcher
+from ..ops.matching import BalancedPositiveNegativeSampler, Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 from ..ops.roi import roi_align, roi_pool
 

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.anchors import AnchorGenerator, BalancedPositiveNegativeSampler, label_anchors
+from ..ops.anchors import AnchorGenerator
+from ..ops.matching import BalancedPositiveNegativeSampler, label_anchors
 from ..ops.boxes import BoxCoder, clip_boxes_to_image, nms, remove_small_boxes
 
 __all__ = ["RPNHead", "RegionProposalNetwork"]

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.anchors import Matcher
+from ..ops.matching import Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 from .backbone import MultiScaleBackbone
 from .checks import check_detection_inputs, targets_to

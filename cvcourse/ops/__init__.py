@@ -13,16 +13,9 @@ from .boxes import (
     nms,
     remove_small_boxes,
 )
-from .anchors import (
-    AnchorGenerator,
-    AnchorLabels,
-    BalancedPositiveNegativeSampler,
-    Matcher,
-    anchors_for,
-    cell_anchors,
-    label_anchors,
-)
-from .matcher import HungarianMatcher
+from .anchors import AnchorGenerator, anchors_for, cell_anchors
+from .matching import AnchorLabels, BalancedPositiveNegativeSampler, Matcher, label_anchors
+from .hungarian import HungarianMatcher
 from .focal import sigmoid_focal_loss
 from .roi import (
     AlignSamples,

@@ -1,5 +1,5 @@
 """Recipes for the detection chapters: single-object localizer, Faster R-CNN (ours and
-torchvision's peer with the same backbone).
+torchvision's peer with the same backbone, `cvcourse.models.torchvision_peer`).
 
 Detectors train on fresh 128 x 128 shapes scenes (1-4 objects, ``view="scene"``) and are
 scored on held-out scenes with `cvcourse.metrics.mean_average_precision` (COCO mAP and
@@ -15,33 +15,16 @@ import torch
 from torch import Tensor, nn
 
 from ..data import CLASSES, ShapesDataset, detection_collate
+from ..data.scenes import detection_data, held_out_scenes, localizer_data
+from ..inference import detect, evaluating
 from ..metrics import mean_average_precision
 from ..models import FasterRCNN, SingleObjectLocalizer
-from ..models.backbone import conv_backbone
 from ..models.localizer import localization_loss
+from ..models.torchvision_peer import torchvision_faster_rcnn
 from ..ops.boxes import box_iou
 from . import Recipe, register
 
 NUM_OBJECT_CLASSES = len(CLASSES) - 1
-DETECTION_SIZE = 128
-LOCALIZER_SIZE = 64
-
-
-# ----------------------------------------------------------------------------- data
-def detection_data(split: str, length: int, size: int = DETECTION_SIZE, seed: int = 0,
-                   max_objects: int = 4) -> ShapesDataset:
-    """Shapes scenes as ``(image [3, S, S], {"boxes", "labels", "masks", "semantic"})``."""
-    return ShapesDataset(split=split, length=length, size=size, view="scene", seed=seed,
-                         max_objects=max_objects)
-
-
-def held_out_scenes(split: str = "test", n: int = 200, size: int = DETECTION_SIZE,
-                    max_objects: int = 4):
-    """The first `n` scenes of a held-out split: images ``[n, 3, S, S]`` and the target list."""
-    if split not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test' (held-out), got {split!r}")
-    ds = detection_data(split, n, size, max_objects=max_objects)
-    return detection_collate([ds[i] for i in range(n)])
 
 
 def detection_loss(model: nn.Module, batch) -> Dict[str, Tensor]:
@@ -51,18 +34,6 @@ def detection_loss(model: nn.Module, batch) -> Dict[str, Tensor]:
 
 
 # ----------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def detect(model: nn.Module, images: Tensor, batch_size: int = 25) -> List[Dict[str, Tensor]]:
-    """Detections of `model` (eval mode) for every image, on the CPU: per image boxes/scores/labels."""
-    model.eval()
-    dev = next(model.parameters()).device
-    out = []
-    for i in range(0, len(images), batch_size):
-        for det in model(images[i:i + batch_size].to(dev)):
-            out.append({k: v.cpu() for k, v in det.items() if k in ("boxes", "scores", "labels", "masks")})
-    return out
-
-
 def detection_metrics(model: nn.Module, split: str = "test", n: int = 200) -> dict:
     """COCO mAP (0.50:0.95) and mAP@0.5 of `model` on the first `n` scenes of `split`."""
     images, targets = held_out_scenes(split, n)
@@ -75,28 +46,19 @@ def localization_metrics(model: nn.Module, split: str = "test", n: int = 1000,
                          batch_size: int = 250) -> dict:
     """Class accuracy and mean IoU of the predicted with the true box on one-object scenes."""
     ds = localizer_data(split, n)
-    model.eval()
-    dev = next(model.parameters()).device
     correct, ious = 0, []
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, collate_fn=detection_collate)
-    for images, targets in loader:
-        preds = model.predict(images.to(dev))
-        for p, t in zip(preds, targets):
-            correct += int(p["labels"].cpu()[0] == t["labels"][0])
-            ious.append(box_iou(p["boxes"].cpu(), t["boxes"])[0, 0])
+    with evaluating(model):
+        dev = next(model.parameters()).device
+        for images, targets in loader:
+            preds = model.predict(images.to(dev))
+            for p, t in zip(preds, targets):
+                correct += int(p["labels"].cpu()[0] == t["labels"][0])
+                ious.append(box_iou(p["boxes"].cpu(), t["boxes"])[0, 0])
     return {"accuracy": correct / n, "mean_iou": float(torch.stack(ious).mean())}
 
 
-# One object of 12-32 px: at the default 6-24 px a one-pixel error on each side of a 6-px
-# box already costs half its IoU, so a box-IoU bar would measure pixel rounding.
-LOCALIZER_OBJECT_SIZE = (12, 32)
 LOCALIZER_BOX_WEIGHT = 10.0
-
-
-def localizer_data(split: str, length: int, size: int = LOCALIZER_SIZE, seed: int = 0) -> ShapesDataset:
-    """One-object scenes ``(image [3, S, S], {"boxes" [1, 4], "labels" [1]})``, objects 12-32 px."""
-    return ShapesDataset(split=split, length=length, size=size, view="single", seed=seed,
-                         object_size=LOCALIZER_OBJECT_SIZE)
 
 
 def localizer_loss(model: nn.Module, batch) -> Dict[str, Tensor]:
@@ -107,39 +69,6 @@ def localizer_loss(model: nn.Module, batch) -> Dict[str, Tensor]:
     features. The chapter's sweep measures the trade-off.
     """
     return localization_loss(model, batch, box_weight=LOCALIZER_BOX_WEIGHT)
-
-
-# ----------------------------------------------------------------------------- torchvision peer
-def torchvision_faster_rcnn(num_classes: int = NUM_OBJECT_CLASSES, width: int = 24, stride: int = 8,
-                            anchor_sizes=(16, 32, 64), aspect_ratios=(0.5, 1.0, 2.0),
-                            representation_size: int = 128, size: int = DETECTION_SIZE) -> nn.Module:
-    """torchvision's ``FasterRCNN`` class around *our* backbone and the same settings as ours.
-
-    The peer of the Faster R-CNN chapter: same backbone (`conv_backbone`), anchors, RoI
-    Align 7x7 (sampling ratio 2), box head width, sampling sizes and thresholds, so the
-    comparison measures the implementations. torchvision normalises and resizes inside the
-    model; mean 0 / std 1 and min = max = the image size make both no-ops (our backbone
-    standardises each image itself).
-    """
-    from torchvision.models.detection import FasterRCNN as TVFasterRCNN
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-    from torchvision.models.detection.anchor_utils import AnchorGenerator as TVAnchors
-    from torchvision.ops import MultiScaleRoIAlign
-
-    backbone = conv_backbone(width, stride)
-    backbone.out_channels = 4 * width
-    anchors = TVAnchors((tuple(anchor_sizes),), (tuple(aspect_ratios),))
-    pooler = MultiScaleRoIAlign(["0"], output_size=7, sampling_ratio=2)
-    return TVFasterRCNN(
-        backbone, num_classes=None, min_size=size, max_size=size,
-        image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0],
-        rpn_anchor_generator=anchors, box_roi_pool=pooler,
-        box_head=TwoMLPHead(4 * width * 49, representation_size),
-        box_predictor=FastRCNNPredictor(representation_size, num_classes + 1),
-        rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=300,
-        rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=100,
-        rpn_batch_size_per_image=256, box_batch_size_per_image=128,
-        box_score_thresh=0.05, box_nms_thresh=0.5, box_detections_per_img=100)
 
 
 # ----------------------------------------------------------------------------- recipes

@@ -6,7 +6,7 @@ where objects are. To train within the course's CPU budget the recipe uses scene
 at most `MAX_OBJECTS` objects (instead of the detectors' 1-4) and DETR's own remedies
 (auxiliary decoding losses, learning-rate warm-up, gradient clipping at 0.1).
 `detr_metrics` therefore scores it on held-out scenes built exactly like
-`recipes.detection.held_out_scenes` but with the same `MAX_OBJECTS`.
+`cvcourse.data.scenes.held_out_scenes` but with the same `MAX_OBJECTS`.
 
 Two further aids, both measured while writing the chapter (mAP@0.5 on the 200 test scenes
 with 1-2 objects, lr warm-up 100 steps, clipping 0.1, 10 queries, 2+2 layers):
@@ -33,7 +33,9 @@ from ..data import ShapesDataset, detection_collate
 from ..metrics import mean_average_precision
 from ..models.detr import DETR
 from . import Recipe, register
-from .detection import NUM_OBJECT_CLASSES, detect, detection_data, detection_loss, held_out_scenes
+from ..data.scenes import detection_data, held_out_scenes
+from ..inference import detect
+from .detection import NUM_OBJECT_CLASSES, detection_loss
 
 MAX_OBJECTS = 2          # objects per scene (1..MAX_OBJECTS) for training and evaluation
 EVAL_SCENES = 200

@@ -20,7 +20,9 @@ from ..data import detection_collate
 from ..metrics import mean_average_precision
 from ..models.mask_rcnn import MaskRCNN
 from . import Recipe, register
-from .detection import DETECTION_SIZE, NUM_OBJECT_CLASSES, detection_data, held_out_scenes
+from ..data.scenes import DETECTION_SIZE, detection_data, held_out_scenes
+from ..inference import segment
+from .detection import NUM_OBJECT_CLASSES
 
 EVAL_SCENES = 200
 
@@ -29,27 +31,6 @@ def instance_loss(model: nn.Module, batch) -> Dict[str, Tensor]:
     """``model(images, targets)`` with boxes, labels and masks: the five losses of Mask R-CNN."""
     images, targets = batch
     return model(images, [{k: t[k] for k in ("boxes", "labels", "masks")} for t in targets])
-
-
-@torch.no_grad()
-def segment(model: nn.Module, images: Tensor, batch_size: int = 25,
-            mask_threshold: float | None = 0.5) -> List[Dict[str, Tensor]]:
-    """Mask R-CNN's detections for every image, on the CPU.
-
-    Per image ``{"boxes", "scores", "labels", "masks", "roi_masks"}``; "masks" are the pasted
-    [D, 1, H, W] probabilities, or bool [D, H, W] after `mask_threshold` (the default 0.5:
-    200 scenes of float masks would take hundreds of MB).
-    """
-    model.eval()
-    dev = next(model.parameters()).device
-    out = []
-    for i in range(0, len(images), batch_size):
-        for det in model(images[i:i + batch_size].to(dev)):
-            det = {k: v.cpu() for k, v in det.items()}
-            if mask_threshold is not None:
-                det["masks"] = det["masks"][:, 0] > mask_threshold          # (D, H, W) bool
-            out.append(det)
-    return out
 
 
 def instance_metrics(model: nn.Module, split: str = "test", n: int = EVAL_SCENES) -> dict:

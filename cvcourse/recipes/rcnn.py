@@ -26,7 +26,8 @@ from ..models import RCNN
 from ..models.rcnn import rcnn_loss
 from ..proposals import propose
 from . import Recipe, register
-from .detection import NUM_OBJECT_CLASSES, detection_data, held_out_scenes
+from ..data.scenes import detection_data, held_out_scenes
+from .detection import NUM_OBJECT_CLASSES
 
 __all__ = ["ProposalScenes", "rcnn_collate", "rcnn_train_loss", "held_out_proposals", "rcnn_metrics",
            "TRAIN_SCENES", "TRAIN_PROPOSALS", "EVAL_PROPOSALS", "EVAL_SCENES"]

@@ -23,6 +23,7 @@ from ..data import NUM_CLASSES, ShapesDataset
 from ..metrics import segmentation_scores
 from ..models import FCN, PatchClassifier, UNet
 from ..models.sliding_window import FullyConvolutionalPatchClassifier
+from ..inference import predict
 from . import Recipe, register
 
 SIZE = 64
@@ -57,28 +58,6 @@ def background_weighted_loss(model: nn.Module, batch) -> Tensor:
     weight = torch.ones(NUM_CLASSES, device=images.device)
     weight[0] = BACKGROUND_WEIGHT
     return F.cross_entropy(model(images), semantic, weight=weight)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, images: Tensor, batch_size: int = 64) -> Tensor:
-    """Class of every pixel, ``[B, H, W]`` int64 (argmax of the scores), in eval mode.
-
-    Args:
-        model: any network mapping ``[B, 3, H, W]`` to scores ``[B, C, H, W]``.
-        images: ``[B, 3, H, W]`` (or one ``[3, H, W]`` image, giving ``[H, W]``).
-        batch_size: images per forward pass.
-    """
-    single = images.dim() == 3
-    if single:
-        images = images[None]
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be [B, 3, H, W] or [3, H, W], got {tuple(images.shape)}")
-    model.eval()
-    dev = next(model.parameters()).device
-    out = [model(images[i:i + batch_size].to(dev)).argmax(1).cpu()  # (b, H, W)
-           for i in range(0, len(images), batch_size)]
-    labels = torch.cat(out)
-    return labels[0] if single else labels
 
 
 def held_out(split: str = "test", n: int = 256, size: int = SIZE) -> tuple[Tensor, Tensor]:

@@ -22,7 +22,8 @@ from ..models.retinanet import RetinaNet
 from ..models.ssd import SSD
 from ..models.yolo import YOLO
 from . import Recipe, register
-from .detection import DETECTOR_BUDGET, NUM_OBJECT_CLASSES, detection_data, detection_loss, detection_metrics
+from ..data.scenes import detection_data
+from .detection import DETECTOR_BUDGET, NUM_OBJECT_CLASSES, detection_loss, detection_metrics
 
 SINGLE_STAGE_WIDTH = 16
 SINGLE_STAGE_STEPS = {"yolo": 3000, "ssd": 3000, "retinanet": 2000, "retinanet_bce": 2000}

@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 
 from .. import viz
 from ..data import make_scene
-from ..ops.anchors import anchors_for, label_anchors
+from ..ops.anchors import anchors_for
+from ..ops.matching import label_anchors
 from ..ops.boxes import box_iou
 
 __all__ = ["LABEL_COLORS", "anchor_labels", "anchor_figure", "anchor_widget"]

@@ -113,7 +113,7 @@ def held_out_raw_outputs(name: str = "faster_rcnn", split: str = "test", n: int 
     once and cached: {"images" [n, 3, S, S], "targets" (list), "raw" (list of n dicts),
     "score_thresh", "nms_thresh" (the model's own settings)}."""
     from .. import pretrained
-    from ..recipes.detection import held_out_scenes
+    from ..data.scenes import held_out_scenes
 
     images, targets = held_out_scenes(split, n)
     model = pretrained.load(name, device="cpu")

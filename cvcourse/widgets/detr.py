@@ -70,7 +70,7 @@ def held_out_query_data(name: str = "detr", split: str = "val", n: int = 100, we
 @lru_cache(maxsize=4)
 def _held_out(name, split, n, weights_dir):
     from .. import pretrained
-    from ..recipes.detection import held_out_scenes
+    from ..data.scenes import held_out_scenes
     from ..recipes.detr import MAX_OBJECTS
 
     images, targets = held_out_scenes(split, n, max_objects=MAX_OBJECTS)

@@ -41,8 +41,8 @@ def held_out_instances(name: str = "mask_rcnn", split: str = "test", n: int = 10
 @lru_cache(maxsize=4)
 def _held_out_instances(name: str, split: str, n: int, weights_dir) -> dict:
     from .. import pretrained
-    from ..recipes.detection import held_out_scenes
-    from ..recipes.instance import segment
+    from ..data.scenes import held_out_scenes
+    from ..inference import segment
 
     images, targets = held_out_scenes(split, n)
     model = pretrained.load(name, weights_dir=weights_dir)

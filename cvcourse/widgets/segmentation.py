@@ -88,7 +88,8 @@ def held_out_predictions(models: tuple = ("unet", "unet_noskip"), split: str = "
         prediction per model name.
     """
     from .. import pretrained
-    from ..recipes.segmentation import held_out, predict
+    from ..inference import predict
+    from ..recipes.segmentation import held_out
 
     images, target = held_out(split, n)
     out = {"images": images, "target": target}

@@ -1,4 +1,4 @@
-"""Detection chapters, part A: single-object localization, sliding windows, R-CNN.
+"""Single-object localization, sliding windows and R-CNN (the detection chapters before RoI pooling).
 
 Exercise checkers, the window-count formula against brute force, multiply-adds, the stored
 loss-weighting sweep, the R-CNN recipe and data, figures, and the shipped checkpoints' bars.

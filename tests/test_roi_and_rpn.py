@@ -1,4 +1,4 @@
-"""Two-stage detection chapters (Fast R-CNN / RoI ops, RPN): widgets, exercise checkers,
+"""Fast R-CNN and RPN chapters: RoI ops and anchor widgets, exercise checkers,
 the bad-input list for RoI ops, anchors and the box coder, and the shipped RPN's recall."""
 
 import math
@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 from torchvision.models.detection._utils import BoxCoder as TorchvisionBoxCoder
 
 from cvcourse import exercises, pretrained
-from cvcourse.ops.anchors import AnchorGenerator, anchors_for, cell_anchors, label_anchors
+from cvcourse.ops.anchors import AnchorGenerator, anchors_for, cell_anchors
+from cvcourse.ops.matching import label_anchors
 from cvcourse.ops.boxes import BoxCoder
 from cvcourse.ops.roi import (bilinear_sample_points, roi_align, roi_pool, roi_pool_bins,
                               roi_pool_snapping_error)
@@ -281,7 +282,7 @@ def test_box_coder_bad_and_empty_input_follow_torchvision():
 def test_shipped_rpn_recall_on_held_out_scenes():
     """The RPN chapter's headline: the trained RPN's first 100 proposals cover the objects."""
     from cvcourse.proposals import recall_curve
-    from cvcourse.recipes.detection import held_out_scenes
+    from cvcourse.data.scenes import held_out_scenes
 
     model = pretrained.load("faster_rcnn", device="cpu")
     images, targets = held_out_scenes("test", 50)
