@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._common import check_images, explaining, model_device
+
 __all__ = ["attention_maps", "cls_attention", "attention_rollout", "upsample_to_image", "HEAD_FUSIONS"]
 
 HEAD_FUSIONS = ("mean", "max", "min")
@@ -33,7 +35,8 @@ def attention_maps(model: nn.Module, images: Tensor, batch_size: int = 256) -> T
     Args:
         model: a `VisionTransformer` (anything whose ``forward(x, return_attention=True)``
             returns ``(logits, list of [B, heads, T, T])``). It is run in eval mode without
-            gradients and left in the mode it was in; its parameters are not touched.
+            gradients and left as found (each submodule's mode, ``requires_grad``); its
+            parameters are not touched.
         images: ``[B, 3, S, S]`` (or one image ``[3, S, S]``); moved to the model's device.
         batch_size: images per forward pass (bounds memory).
 
@@ -48,16 +51,15 @@ def attention_maps(model: nn.Module, images: Tensor, batch_size: int = 256) -> T
         raise ValueError(f"images must be a [B, 3, S, S] tensor (or one [3, S, S] image), got {shape}")
     if images.dim() == 3:
         images = images[None]
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        chunks = []
+    check_images(images)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    device = model_device(model, images.device)
+    chunks = []
+    with explaining(model), torch.no_grad():  # every submodule's mode restored on exit
         for start in range(0, images.shape[0], batch_size):
             _, attns = model(images[start:start + batch_size].to(device), return_attention=True)
             chunks.append(torch.stack(attns).float())        # (L, b, heads, T, T)
-    finally:
-        model.train(was_training)
     return torch.cat(chunks, dim=1).to(images.device)
 
 

@@ -44,8 +44,10 @@ def pointing_game(maps: Tensor, masks: Tensor, tolerance: int = 0) -> Tensor:
     if masks.shape != maps.shape or masks.dtype != torch.bool:
         raise ValueError(f"masks must be a bool tensor of the maps' shape {tuple(maps.shape)}, got "
                          f"{masks.dtype} {tuple(masks.shape)}")
-    if not isinstance(tolerance, int) or tolerance < 0:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
         raise ValueError(f"tolerance must be an int >= 0 (pixels), got {tolerance!r}")
+    if maps.is_floating_point() and not torch.isfinite(maps).all():
+        raise ValueError("maps must be finite, got NaN or inf values")
     masks = masks.to(maps.device)
     if tolerance:
         k = 2 * tolerance + 1

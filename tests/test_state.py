@@ -1,0 +1,115 @@
+"""Every explanation function leaves the model exactly as found: each submodule's train/eval
+flag, each parameter's requires_grad and .grad, and the hooks (the caller's stay, ours go)."""
+
+import pytest
+import torch
+from torch import nn
+
+from cvcourse.interpret import (attention_maps, attention_rollout_method, class_activation_map,
+                                explanation_methods, grad_cam, guided_backprop, input_gradient,
+                                randomization_test, saliency)
+from cvcourse.interpret.grad_cam import activations_and_gradients
+from cvcourse.models import ShapeClassifier
+from cvcourse.models.vit import VisionTransformer
+
+
+def _mixed(model: nn.Module) -> nn.Module:
+    """Give `model` a state no method would choose: modes and requires_grad alternate by
+    submodule / parameter, and the caller has a forward hook of its own on every module."""
+    torch.manual_seed(0)
+    for i, m in enumerate(model.modules()):
+        m.training = i % 2 == 0
+    for i, p in enumerate(model.parameters()):
+        p.requires_grad_(i % 3 != 0)
+    model.calls = 0
+
+    def count(m, inputs, output):
+        model.calls += 1
+
+    for m in model.modules():
+        m.register_forward_hook(count)
+    return model
+
+
+def _state(model: nn.Module):
+    return ([m.training for m in model.modules()],
+            [p.requires_grad for p in model.parameters()],
+            [p.grad for p in model.parameters()],
+            [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks),
+              len(getattr(m, "_backward_pre_hooks", {}))) for m in model.modules()],
+            {k: v.clone() for k, v in model.state_dict().items()})
+
+
+def _same(a, b):
+    modes, flags, grads, hooks, weights = a
+    modes2, flags2, grads2, hooks2, weights2 = b
+    assert modes == modes2, "a submodule's train/eval mode changed"
+    assert flags == flags2, "a parameter's requires_grad changed"
+    assert all(g is None for g in grads2) and grads == grads2, "a parameter's .grad was touched"
+    assert hooks == hooks2, "hooks were added or removed"
+    assert weights.keys() == weights2.keys() and all(torch.equal(weights[k], weights2[k]) for k in weights)
+
+
+IMAGES = torch.rand(2, 3, 64, 64)
+CLASSIFIER_CALLS = {
+    "saliency": lambda m: saliency(m, IMAGES, 1),
+    "input_gradient": lambda m: input_gradient(m, IMAGES, [0, 2]),
+    "class_activation_map": lambda m: class_activation_map(m, IMAGES, 1),
+    "grad_cam": lambda m: grad_cam(m, "features.7", IMAGES, 1),
+    "grad_cam (module)": lambda m: grad_cam(m, m.features[4], IMAGES, 2, upsample=False),
+    "activations_and_gradients": lambda m: activations_and_gradients(m, "features.4", IMAGES, 0),
+    "guided_backprop": lambda m: guided_backprop(m, IMAGES, 1),
+    "randomization_test": lambda m: randomization_test(m, saliency, IMAGES, 1),
+    **{f"explanation_methods: {k}": (lambda f: lambda m: f(m, IMAGES, 1))(f)
+       for k, f in explanation_methods().items()},
+}
+
+
+@pytest.mark.parametrize("name", CLASSIFIER_CALLS)
+def test_classifier_explanations_leave_the_model_as_found(name):
+    model = _mixed(ShapeClassifier())
+    before = _state(model)
+    CLASSIFIER_CALLS[name](model)
+    _same(before, _state(model))
+    assert model.calls > 0  # the caller's hook saw the forward passes
+
+
+@pytest.mark.parametrize("name", CLASSIFIER_CALLS)
+def test_classifier_explanations_restore_the_state_after_an_error(name):
+    model = _mixed(ShapeClassifier())
+    before = _state(model)
+
+    def fail(m, inputs, output):
+        raise RuntimeError("boom")
+
+    handle = model.fc.register_forward_hook(fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        CLASSIFIER_CALLS[name](model)
+    handle.remove()
+    _same(before, _state(model))
+
+
+VIT_CALLS = {
+    "attention_maps": lambda m: attention_maps(m, IMAGES, batch_size=1),
+    "attention_maps (one image)": lambda m: attention_maps(m, IMAGES[0]),
+    "attention_rollout_method": lambda m: attention_rollout_method()(m, IMAGES, None),
+    "saliency": lambda m: saliency(m, IMAGES, 1),
+}
+
+
+@pytest.mark.parametrize("name", VIT_CALLS)
+def test_vit_explanations_leave_the_model_as_found(name):
+    model = _mixed(VisionTransformer(dim=16, depth=2, heads=2))
+    before = _state(model)
+    VIT_CALLS[name](model)
+    _same(before, _state(model))
+
+
+def test_attention_maps_rejects_bad_input():
+    model = VisionTransformer(dim=16, depth=1, heads=2)
+    for bad, match in ((IMAGES.long(), "floating point"), (IMAGES[:0], "B >= 1"), ([1, 2], "images must be")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            attention_maps(model, bad)
+    for batch_size in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="batch_size must be a positive int"):
+            attention_maps(model, IMAGES, batch_size=batch_size)
