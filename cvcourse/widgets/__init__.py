@@ -15,6 +15,30 @@ from typing import Callable, Mapping
 WIDGET_DPI = 100  # the resolution of the chapters' static figures (matplotlib's default)
 
 
+def check_setting(name: str, value, low=None, high=None, integer: bool = False,
+                  open_high: bool = False) -> None:
+    """Raise a ValueError unless `value` is a number (an int if `integer`) in [low, high].
+
+    A figure function rejects a setting outside its range instead of wrapping or clipping
+    it, so a figure never shows something other than what was asked for.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the setting.
+        low, high: the allowed range (None: unbounded on that side).
+        integer: require an int (bools are refused).
+        open_high: exclude `high` itself.
+    """
+    kind = "an int" if integer else "a number"
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    ok = ok and value == value and (low is None or value >= low) and (
+        high is None or (value < high if open_high else value <= high))
+    if not ok:
+        span = f" in [{low}, {high}{')' if open_high else ']'}" if low is not None and high is not None \
+            else f" >= {low}" if low is not None else f" <= {high}" if high is not None else ""
+        raise ValueError(f"{name} must be {kind}{span}, got {value!r}")
+
+
 def render_png(fig, dpi: int = WIDGET_DPI) -> bytes:
     """The PNG a widget shows for `fig`: the whole figure at `dpi`, zlib level 1.
 

@@ -20,6 +20,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from .. import viz
+from . import check_setting
 from ..data import make_scene
 from ..ops.anchors import anchors_for
 from ..ops.matching import label_anchors
@@ -70,6 +71,10 @@ def anchor_figure(scene: int = 0, sizes: Sequence[float] = (16, 32, 64),
         anchor (green), the locations with an ignored one (orange dots) and the best IoU at
         each location (shading).
     """
+    check_setting("high", high, 0, 1)
+    check_setting("low", low, 0, high)
+    check_setting("row", row, 0, None, integer=True)
+    check_setting("col", col, 0, None, integer=True)
     data = make_scene(scene, split=split)
     image, gt = data["image"], data["boxes"]
     size = image.shape[-1]

@@ -93,6 +93,10 @@ def postprocess_steps(raw: Dict[str, Tensor], score_thresh: float = 0.05, nms_th
         raise ValueError(f"score_thresh must be in [0, 1], got {score_thresh}")
     if not 0.0 <= nms_thresh <= 1.0:
         raise ValueError(f"nms_thresh must be in [0, 1], got {nms_thresh}")
+    if isinstance(detections_per_img, bool) or not isinstance(detections_per_img, int) or detections_per_img < 1:
+        raise ValueError(f"detections_per_img must be an int >= 1, got {detections_per_img!r}")
+    if not 0.0 <= min_size < float("inf"):
+        raise ValueError(f"min_size must be a finite number >= 0, got {min_size}")
     probs, boxes = raw["probs"], raw["boxes"]
     labels = torch.arange(probs.shape[1]).expand_as(probs)                   # (K, C+1)
     b, s, lab = boxes[:, 1:].reshape(-1, 4), probs[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from .. import viz
 from ..data import CLASSES, make_scene
 from ..ops.boxes import box_iou
-from . import interactive_figure
+from . import check_setting, interactive_figure
 
 __all__ = ["window_shapes", "count_windows", "sliding_windows", "count_all_boxes",
            "best_window_iou", "multiply_adds", "windows_figure", "windows_widget",
@@ -125,6 +125,11 @@ def windows_figure(index: int = 0, size: int = 32, ratio: float = 1.0, stride: i
                    split: str = "test") -> Figure:
     """One window shape slid over scene `index`: every position (thin), the best window for
     each object (thick) over its true box (dashed), and how many windows that was."""
+    check_setting("size", size, 1, None, integer=True)
+    check_setting("ratio", ratio, 0, None)
+    if ratio == 0:
+        raise ValueError("ratio must be a number > 0 (width / height), got 0")
+    check_setting("stride", stride, 1, None, integer=True)
     scene = _scene(index, split)
     hh, ww = scene["image"].shape[-2:]
     windows = sliding_windows(hh, ww, [size], [ratio], stride)

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .. import viz
+from . import check_setting
 from ..data import make_scene
 from ..ops.roi import (bilinear_sample_points, roi_align, roi_pool, roi_pool_bins,
                        roi_pool_snapping_error)
@@ -90,6 +91,9 @@ def roi_figure(x: float = 55.0, y: float = 32.0, width: float = 47.0, height: fl
     """
     if not isinstance(output_size, int) or not 1 <= output_size <= 14:
         raise ValueError(f"output_size must be an int in [1, 14], got {output_size!r}")
+    check_setting("sampling_ratio", sampling_ratio, None, 16, integer=True)
+    if not isinstance(aligned, bool):
+        raise ValueError(f"aligned must be True or False, got {aligned!r}")
     fmap = feature_map(scene, stride)  # (1, 3, h, w)
     size = fmap.shape[-1] * stride
     box = _box(x, y, width, height, size)

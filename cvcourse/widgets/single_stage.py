@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .. import viz
+from . import check_setting
 from ..data import CLASSES
 
 __all__ = ["grid_outputs", "grid_figure", "grid_widget", "default_boxes_figure",
@@ -75,8 +76,8 @@ def grid_figure(image: torch.Tensor, target: dict, grid: dict | None = None, row
     kept = set(assign_cells(boxes, s, size).tolist()) if len(boxes) else set()
     if row is None or col is None:
         row, col = (int(rc[0, 0]), int(rc[0, 1])) if len(rc) else (s // 2, s // 2)
-    if not (0 <= row < s and 0 <= col < s):
-        raise ValueError(f"row and col must be in [0, {s}), got {row} and {col}")
+    check_setting("row", row, 0, s, integer=True, open_high=True)
+    check_setting("col", col, 0, s, integer=True, open_high=True)
 
     fig = Figure(figsize=(6.8, 3.8) if grid is not None else (3.4, 3.8))
     width = 0.46 if grid is not None else 0.96
@@ -213,6 +214,10 @@ def focal_loss_figure(gamma: float = 2.0, alpha: float = 0.25, probs=None, targe
 
     Drawn with a fixed layout and few text elements, so that a widget redraw stays fast.
     """
+    check_setting("gamma", gamma, 0, 20)
+    if alpha != -1:  # -1: no class weighting (torchvision's convention)
+        check_setting("alpha", alpha, 0, 1)
+    check_setting("easy", easy, 0, 1, open_high=True)
     p_t = np.linspace(0.001, 0.999, 100)
     a_neg, a_pos = (1.0, 1.0) if alpha < 0 else (1 - alpha, alpha)
     fig = Figure(figsize=(7.6, 3.2))

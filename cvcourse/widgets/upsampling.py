@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .. import viz
+from . import check_setting
 from ..ops.upsample import (bed_of_nails, bilinear_padding, bilinear_upsample_weight, conv_transpose2d,
                             max_pool2d_with_indices, max_unpool2d, nearest_upsample)
 
@@ -165,8 +166,7 @@ def conv_transpose_figure(kernel_size: int = 3, stride: int = 2, padding: int = 
     """
     for name, v, lo in (("kernel_size", kernel_size, 1), ("stride", stride, 1), ("padding", padding, 0),
                         ("input_size", input_size, 1)):
-        if not isinstance(v, int) or v < lo:
-            raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        check_setting(name, v, lo, None, integer=True)
     n = input_size * input_size
     if not isinstance(step, int) or not 1 <= step <= n:
         raise ValueError(f"step must be an int in [1, {n}] (one per input position), got {step!r}")
@@ -235,8 +235,9 @@ def upsampling_outputs(scale: int = 2, seed: int = 0, size: int = 4) -> dict:
         reference is ``F.interpolate(mode="nearest")``, bed of nails built by strided
         assignment, ``F.max_unpool2d`` and ``F.conv_transpose2d`` (bilinear kernel).
     """
-    if not isinstance(scale, int) or scale < 1:
-        raise ValueError(f"scale must be an int >= 1, got {scale!r}")
+    check_setting("scale", scale, 1, None, integer=True)
+    check_setting("seed", seed, 0, None, integer=True)
+    check_setting("size", size, 1, None, integer=True)
     g = torch.Generator().manual_seed(seed)
     level = torch.rand(1, 1, size, size, generator=g)  # each window gets its own brightness
     original = torch.rand(1, 1, size * scale, size * scale, generator=g) * nearest_upsample(level, scale)
@@ -339,6 +340,8 @@ def checkerboard_scores(n_kernels: int = 200, size: int = 16, seed: int = 0) -> 
 def checkerboard_figure(seed: int = 0, size: int = 8) -> Figure:
     """A constant input upsampled by each method in `UPSAMPLERS`, with the averaging kernel
     (top row) and one random kernel (bottom row); the strength is in each title."""
+    check_setting("seed", seed, 0, None, integer=True)
+    check_setting("size", size, 1, None, integer=True)
     g = torch.Generator().manual_seed(seed)
     x = torch.ones(1, 1, size, size, dtype=torch.float64)
     fig, axes = viz.subplots(2, len(UPSAMPLERS), size=2.6)

@@ -22,6 +22,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.patheffects import withStroke
 
 from .. import viz
+from . import check_setting
 from ..interpret.attention import attention_rollout, cls_attention, upsample_to_image
 from ..models.vit import patchify
 
@@ -68,6 +69,11 @@ def map_for(attentions: torch.Tensor, index: int, layer: int, head, view: str) -
     """
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    L, B, Hd = attentions.shape[:3]
+    check_setting("index", index, 0, B, integer=True, open_high=True)
+    check_setting("layer", layer, -L, L, integer=True, open_high=True)  # -1: the last layer
+    if head not in ("mean", "max"):
+        check_setting("head", head, 0, Hd, integer=True, open_high=True)
     a = attentions[:, index:index + 1]                            # (L, 1, heads, T, T)
     if view == "CLS attention":
         if head == "max":                                         # the strongest head per patch
@@ -166,9 +172,9 @@ def vit_attention_figure(images: torch.Tensor, attentions: torch.Tensor, index: 
         masks: optional ``[B, S, S]`` object masks (outlined); titles: optional per image.
     """
     L, B, Hd, T, _ = attentions.shape
-    if not 0 <= index < B:
-        raise ValueError(f"index must be in [0, {B}), got {index}")
-    layer = layer % L
+    check_setting("index", index, 0, B, integer=True, open_high=True)
+    check_setting("layer", layer, -L, L, integer=True, open_high=True)  # -1: the last layer
+    layer = layer % L  # a negative layer counts from the end, as Python's indexing
     m = map_for(attentions, index, layer, head, view)
     # One Axes holding three pre-blended RGB panels, no ticks, no layout engine: axes
     # creation, layout and tick labels were most of the redraw time (target < 150 ms).
