@@ -42,9 +42,9 @@ CASES = [  # (call, message)
     (lambda: focal_loss_figure(alpha=-0.5), "alpha must be a number"),
     (lambda: focal_loss_figure(easy=1.0), r"easy must be a number in \[0, 1\)"),
     # YOLO grid
-    (lambda: grid_figure(IMAGE, TARGET, row=16, col=0), r"row must be an int in \[0, 16\)"),
-    (lambda: grid_figure(IMAGE, TARGET, row=0, col=-1), "col must be an int"),
-    (lambda: grid_figure(IMAGE, TARGET, row=0.5, col=1), "row must be an int"),
+    (lambda: grid_figure(IMAGE, TARGET, row=16, col=0), r"row and col must be ints in \[0, 16\), got 16 and 0"),
+    (lambda: grid_figure(IMAGE, TARGET, row=0, col=-1), "row and col must be ints"),
+    (lambda: grid_figure(IMAGE, TARGET, row=0.5, col=1), "row and col must be ints"),
     # sliding windows
     (lambda: windows_figure(size=0), "size must be an int >= 1"),
     (lambda: windows_figure(ratio=0), "ratio must be a number > 0"),

@@ -76,8 +76,9 @@ def grid_figure(image: torch.Tensor, target: dict, grid: dict | None = None, row
     kept = set(assign_cells(boxes, s, size).tolist()) if len(boxes) else set()
     if row is None or col is None:
         row, col = (int(rc[0, 0]), int(rc[0, 1])) if len(rc) else (s // 2, s // 2)
-    check_setting("row", row, 0, s, integer=True, open_high=True)
-    check_setting("col", col, 0, s, integer=True, open_high=True)
+    for v in (row, col):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < s:
+            raise ValueError(f"row and col must be ints in [0, {s}), got {row!r} and {col!r}")
 
     fig = Figure(figsize=(6.8, 3.8) if grid is not None else (3.4, 3.8))
     width = 0.46 if grid is not None else 0.96
