@@ -113,6 +113,17 @@ def show_semantic(semantic, class_names: Sequence[str], ax: Axes | None = None,
     return ax.figure
 
 
+def draw_box(ax: Axes, box, color, linewidth: float = 1.8, linestyle: str = "-",
+             dx: float = 0.0) -> None:
+    """Outline one xyxy `box` (pixel edges) on `ax`, shifted right by `dx` pixels.
+
+    Pixel ``j`` covers ``[j, j + 1)`` and imshow centres it at ``j``, hence the -0.5.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    ax.add_patch(Rectangle((dx + x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False,
+                           edgecolor=color, linewidth=linewidth, linestyle=linestyle))
+
+
 def draw_boxes(image, boxes, labels=None, scores=None, class_names: Sequence[str] | None = None,
                ax: Axes | None = None, title: str | None = None, color_by: str = "class",
                linestyle: str = "-") -> Figure:
@@ -140,9 +151,7 @@ def draw_boxes(image, boxes, labels=None, scores=None, class_names: Sequence[str
             color = CLASS_COLORS[lab % len(CLASS_COLORS)]
         else:
             color = INSTANCE_COLORS[i % len(INSTANCE_COLORS)]
-        # pixel-edge boxes: pixel j covers [j, j+1), imshow centres it at j, hence -0.5
-        ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False,
-                               edgecolor=color, linewidth=1.8, linestyle=linestyle))
+        draw_box(ax, (x1, y1, x2, y2), color, linestyle=linestyle)
         text = []
         if lab is not None:
             text.append(class_names[lab] if class_names is not None else str(lab))

@@ -319,3 +319,18 @@ def test_validation_errors_name_the_argument():
     codes = r"rel_codes must be a Tensor\[N, 4\] or Tensor\[N, 4 \* C\], got \(3, 6\)"
     with pytest.raises(ValueError, match=codes):
         BoxCoder().decode(torch.zeros(3, 6), good)
+
+
+def test_paired_iou_is_the_diagonal_of_box_iou():
+    from cvcourse.ops.boxes import paired_iou
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(6, 2, generator=g) * 50
+    a = torch.cat([a, a + 1 + torch.rand(6, 2, generator=g) * 40], 1)
+    b = torch.rand(6, 2, generator=g) * 50
+    b = torch.cat([b, b + 1 + torch.rand(6, 2, generator=g) * 40], 1)
+    assert torch.allclose(paired_iou(a, b), box_iou(a, b).diagonal(), atol=1e-6)
+
+    # broadcast over leading dims: [2, 3, 4] with [1, 3, 4] pairs each row with b
+    aa, bb = a.view(2, 3, 4), b[:3].view(1, 3, 4)
+    assert torch.allclose(paired_iou(aa, bb)[1], box_iou(a[3:], b[:3]).diagonal(), atol=1e-6)

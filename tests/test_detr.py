@@ -10,7 +10,17 @@ import torchvision
 from matplotlib.figure import Figure
 
 from cvcourse.data import ShapesDataset, detection_collate
-from cvcourse.models.detr import DETR, NO_OBJECT, SetCriterion, SpatialPrior, sine_position_encoding
+from cvcourse.models.detr import (
+    DETR,
+    NO_OBJECT,
+    DETRConfig,
+    SMCADecoder,
+    SetCriterion,
+    SpatialPrior,
+    TransformerDecoder,
+    sine_position_encoding,
+    upgrade_state_dict_keys,
+)
 from cvcourse.ops.hungarian import HungarianMatcher
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -225,6 +235,45 @@ def test_eval_returns_one_detection_per_query_in_torchvisions_format():
         assert bool((det["boxes"] >= 0).all() and (det["boxes"] <= 64).all())
         assert bool((det["boxes"][:, 2:] >= det["boxes"][:, :2]).all())
         assert bool(((det["scores"] > 0) & (det["scores"] < 1)).all())
+
+
+def test_config_and_keyword_arguments_build_the_same_model():
+    cfg = DETRConfig(width=8, d_model=32, nhead=2, dim_feedforward=64, num_queries=6, spatial_prior=True)
+    torch.manual_seed(0)
+    from_config = DETR(cfg)
+    from_kwargs = _small(spatial_prior=True)
+    assert from_config.config == from_kwargs.config == cfg
+    for (k1, v1), (k2, v2) in zip(from_config.state_dict().items(), from_kwargs.state_dict().items()):
+        assert k1 == k2 and torch.equal(v1, v2)
+    assert isinstance(from_config.decoder, SMCADecoder)
+    assert type(_small().decoder) is TransformerDecoder
+    with pytest.raises(TypeError, match="unknown settings.*hidden_dim"):
+        DETR(hidden_dim=32)
+
+
+@pytest.mark.parametrize("spatial_prior", [False, True])
+def test_checkpoints_with_the_earlier_key_names_load_and_give_the_same_outputs(spatial_prior):
+    """Checkpoints saved before the decoder was a module said decoder.0., decoder_norm.,
+    spatial_prior.: they load into today's DETR and give identical outputs."""
+    model = _small(spatial_prior=spatial_prior).eval()
+    old_names = {"decoder.layers.": "decoder.", "decoder.norm.": "decoder_norm.", "decoder.prior.": "spatial_prior."}
+
+    def old(key):
+        for new, was in old_names.items():
+            if key.startswith(new):
+                return was + key[len(new):]
+        return key
+
+    old_state = {old(k): v for k, v in model.state_dict().items()}
+    assert "decoder.0.self_attn.in_proj_weight" in old_state and "decoder_norm.weight" in old_state
+    assert {upgrade_state_dict_keys(k) for k in old_state} == set(model.state_dict())
+    fresh = _small(spatial_prior=spatial_prior, num_classes=3)
+    torch.nn.init.zeros_(fresh.class_embed.weight)             # differs until loaded
+    fresh.load_state_dict(old_state)                          # strict: no missing or unexpected key
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = model.forward_raw(images), fresh.eval().forward_raw(images)
+    assert torch.equal(a["pred_logits"], b["pred_logits"]) and torch.equal(a["pred_boxes"], b["pred_boxes"])
 
 
 def test_model_rejects_bad_input():

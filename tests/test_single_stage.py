@@ -13,7 +13,7 @@ from cvcourse.data import ShapesDataset, detection_collate
 from cvcourse.models import SSD, YOLO, RetinaNet
 from cvcourse.models.retinanet import classification_loss, loss_shares, prior_bias
 from cvcourse.models.ssd import default_boxes, hard_negative_mining
-from cvcourse.models.yolo import assign_cells, paired_iou, responsible_cells
+from cvcourse.models.yolo import assign_cells, responsible_cells
 from cvcourse.ops import box_iou, sigmoid_focal_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -99,15 +99,6 @@ def test_assign_cells_keeps_the_largest_object_per_cell():
     boxes = torch.tensor([[10.0, 2.0, 14.0, 6.0], [0.0, 0.0, 24.0, 24.0], [60.0, 60.0, 70.0, 70.0]])
     assert sorted(assign_cells(boxes, 8, 128).tolist()) == [1, 2]   # 0 and 1 share cell (0, 0)
     assert sorted(assign_cells(boxes, 64, 128).tolist()) == [0, 1, 2]
-
-
-def test_paired_iou_is_the_diagonal_of_box_iou():
-    g = torch.Generator().manual_seed(0)
-    a = torch.rand(6, 2, generator=g) * 50
-    a = torch.cat([a, a + 1 + torch.rand(6, 2, generator=g) * 40], 1)
-    b = torch.rand(6, 2, generator=g) * 50
-    b = torch.cat([b, b + 1 + torch.rand(6, 2, generator=g) * 40], 1)
-    assert torch.allclose(paired_iou(a, b), box_iou(a, b).diagonal(), atol=1e-6)
 
 
 # ------------------------------------------------------------------------------ SSD parts

@@ -1,7 +1,7 @@
 """Models of the course, one module per architecture."""
 
 from .classifier import ShapeClassifier
-from .detr import DETR
+from .detr import DETR, DETRConfig
 from .faster_rcnn import FasterRCNN
 from .fcn import FCN, pad_to_multiple
 from .localizer import SingleObjectLocalizer
@@ -30,5 +30,6 @@ __all__ = [
     "pad_to_multiple",
     "VisionTransformer",
     "DETR",
+    "DETRConfig",
     "MaskRCNN",
 ]

@@ -12,7 +12,7 @@ duplicates are penalised by the loss itself and inference needs no NMS.
 Two options make it converge within the course's budget (the DETR chapter measures why):
 ``frozen_backbone_layers`` keeps a pretrained backbone's first layers fixed, and
 ``spatial_prior=True`` adds SMCA's Gaussian window to the decoder's cross-attention
-(`SpatialPrior`). With both off this is the original DETR.
+(`SMCADecoder`, `SMCADecoderLayer`, `SpatialPrior`). With both off this is the original DETR.
 
 Labels follow torchvision and the rest of the course: 1..C are the classes and logit 0 is
 "no object" (DETR puts it last; only the index differs).
@@ -26,6 +26,7 @@ query, none removed. ``model.forward_raw(images)`` gives DETR's raw outputs.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields, replace
 from typing import Dict, List, Optional
 
 import torch
@@ -37,7 +38,8 @@ from ..ops.hungarian import HungarianMatcher
 from .backbone import conv_backbone
 from .checks import check_detection_inputs, check_images
 
-__all__ = ["DETR", "SetCriterion", "sine_position_encoding", "NO_OBJECT"]
+__all__ = ["DETR", "DETRConfig", "SetCriterion", "TransformerDecoder", "SMCADecoder", "DecoderLayer",
+           "SMCADecoderLayer", "SpatialPrior", "sine_position_encoding", "NO_OBJECT"]
 
 NO_OBJECT = 0  # index of the "no object" logit (DETR: the last one)
 
@@ -55,7 +57,8 @@ def sine_position_encoding(d_model: int, height: int, width: int, temperature: f
     y = (torch.arange(height, device=device, dtype=torch.float32) + 1) / height * 2 * math.pi
     x = (torch.arange(width, device=device, dtype=torch.float32) + 1) / width * 2 * math.pi
     dim_t = temperature ** (2 * (torch.arange(n, device=device) // 2) / n)        # (n,)
-    py, px = y[:, None] / dim_t, x[:, None] / dim_t                               # (h, n), (w, n)
+    py = y[:, None] / dim_t                                                       # (h, n)
+    px = x[:, None] / dim_t                                                       # (w, n)
     py = torch.stack((py[:, 0::2].sin(), py[:, 1::2].cos()), 2).flatten(1)        # (h, n)
     px = torch.stack((px[:, 0::2].sin(), px[:, 1::2].cos()), 2).flatten(1)        # (w, n)
     pos = torch.cat((py[:, None].expand(-1, width, -1), px[None].expand(height, -1, -1)), 2)
@@ -69,7 +72,8 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(d, nhead, dropout=dropout, batch_first=True)
         self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(ff, d))
-        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.norm1 = nn.LayerNorm(d)
+        self.norm2 = nn.LayerNorm(d)
 
     def forward(self, src: Tensor, pos: Tensor) -> Tensor:             # (B, T, d), (T, d)
         q = src + pos
@@ -119,19 +123,133 @@ class DecoderLayer(nn.Module):
         self.self_attn = nn.MultiheadAttention(d, nhead, dropout=dropout, batch_first=True)
         self.cross_attn = nn.MultiheadAttention(d, nhead, dropout=dropout, batch_first=True)
         self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(ff, d))
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.norm1 = nn.LayerNorm(d)
+        self.norm2 = nn.LayerNorm(d)
+        self.norm3 = nn.LayerNorm(d)
 
     def forward(self, tgt: Tensor, memory: Tensor, pos: Tensor, query_pos: Tensor,
-                prior: Optional[SpatialPrior] = None, grid: Optional[Tensor] = None):
-        """tgt, query_pos (B, Q, d); memory (B, T, d); pos (T, d) -> tgt (B, Q, d) and the
-        prior's centres (B, Q, 2) (None without a prior)."""
+                attn_bias: Optional[Tensor] = None) -> Tensor:
+        """Update the queries' content once.
+
+        Args:
+            tgt (Tensor[B, Q, d]): the queries' content.
+            memory (Tensor[B, T, d]): the encoder's output tokens.
+            pos (Tensor[T, d]): the tokens' positional encodings.
+            query_pos (Tensor[B, Q, d]): the learned object queries.
+            attn_bias (Tensor[B * nhead, Q, T] or None): added to the cross-attention logits.
+
+        Returns:
+            Tensor[B, Q, d]: the updated content.
+        """
         q = tgt + query_pos                                              # (B, Q, d)
         tgt = self.norm1(tgt + self.self_attn(q, q, tgt, need_weights=False)[0])
         q = tgt + query_pos
-        bias, centre = prior(q, grid) if prior is not None else (None, None)
-        tgt = self.norm2(tgt + self.cross_attn(q, memory + pos, memory, attn_mask=bias,
-                                               need_weights=False)[0])
+        read = self.cross_attn(q, memory + pos, memory, attn_mask=attn_bias, need_weights=False)[0]
+        tgt = self.norm2(tgt + read)                                     # (B, Q, d)
+        return self.norm3(tgt + self.ff(tgt))
+
+
+class SMCADecoderLayer(DecoderLayer):
+    """A decoder layer whose cross-attention is windowed around a centre each query predicts (SMCA)."""
+
+    def forward(self, tgt: Tensor, memory: Tensor, pos: Tensor, query_pos: Tensor,
+                prior: SpatialPrior, grid: Tensor) -> tuple[Tensor, Tensor]:
+        """Update the queries' content, reading the memory through `prior`'s Gaussian window.
+
+        Args:
+            tgt (Tensor[B, Q, d]): the queries' content.
+            memory (Tensor[B, T, d]): the encoder's output tokens.
+            pos (Tensor[T, d]): the tokens' positional encodings.
+            query_pos (Tensor[B, Q, d]): the learned object queries.
+            prior (SpatialPrior): predicts each query's centre and window widths.
+            grid (Tensor[T, 2]): the tokens' centres, normalized (x, y).
+
+        Returns:
+            (tgt, centre): the updated content ``[B, Q, d]`` and the centres ``[B, Q, 2]``.
+        """
+        q = tgt + query_pos                                              # (B, Q, d)
+        tgt = self.norm1(tgt + self.self_attn(q, q, tgt, need_weights=False)[0])
+        bias, centre = prior(tgt + query_pos, grid)                      # (B*H, Q, T), (B, Q, 2)
+        q = tgt + query_pos
+        read = self.cross_attn(q, memory + pos, memory, attn_mask=bias, need_weights=False)[0]
+        tgt = self.norm2(tgt + read)                                     # (B, Q, d)
         return self.norm3(tgt + self.ff(tgt)), centre
+
+
+class TransformerDecoder(nn.Module):
+    """DETR's decoder: decoder layers, each output normalized (the heads read every layer's).
+
+    Args:
+        d (int): model width.
+        nhead (int): attention heads.
+        ff (int): feed-forward width.
+        dropout (float): dropout in attention and feed-forward.
+        num_layers (int): decoder layers.
+    """
+
+    def __init__(self, d: int, nhead: int, ff: int, dropout: float, num_layers: int):
+        super().__init__()
+        self.layers = nn.ModuleList(self.make_layer(d, nhead, ff, dropout) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(d)
+
+    @staticmethod
+    def make_layer(d: int, nhead: int, ff: int, dropout: float) -> DecoderLayer:
+        return DecoderLayer(d, nhead, ff, dropout)
+
+    def forward(self, memory: Tensor, pos: Tensor, query_pos: Tensor,
+                feature_shape: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Decode the object queries against the memory.
+
+        Args:
+            memory (Tensor[B, T, d]): the encoder's output tokens.
+            pos (Tensor[T, d]): the tokens' positional encodings.
+            query_pos (Tensor[B, Q, d]): the learned object queries.
+            feature_shape ((h, w)): the feature map's size (``T = h * w``).
+
+        Returns:
+            (hs, reference): every layer's normalized output ``[L, B, Q, d]`` and the box
+            centres the heads predict relative to, in logit space ``[L, B, Q, 2]`` (zeros:
+            the original DETR regresses boxes relative to the image).
+        """
+        tgt = torch.zeros_like(query_pos)                                # (B, Q, d)
+        hs = []
+        for layer in self.layers:
+            tgt = layer(tgt, memory, pos, query_pos)
+            hs.append(self.norm(tgt))
+        hs = torch.stack(hs)                                             # (L, B, Q, d)
+        return hs, hs.new_zeros(*hs.shape[:-1], 2)
+
+
+class SMCADecoder(TransformerDecoder):
+    """The decoder with SMCA's spatial prior: one `SpatialPrior` shared by all its layers.
+
+    Each layer's queries predict a centre (in image coordinates) and read the memory around
+    it; the box heads then predict each box's centre relative to that layer's centre.
+    """
+
+    def __init__(self, d: int, nhead: int, ff: int, dropout: float, num_layers: int):
+        super().__init__(d, nhead, ff, dropout, num_layers)
+        self.prior = SpatialPrior(d, nhead)
+
+    @staticmethod
+    def make_layer(d: int, nhead: int, ff: int, dropout: float) -> DecoderLayer:
+        return SMCADecoderLayer(d, nhead, ff, dropout)
+
+    def forward(self, memory: Tensor, pos: Tensor, query_pos: Tensor,
+                feature_shape: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """As `TransformerDecoder.forward`; `reference` holds the logits of each layer's centres."""
+        h, w = feature_shape
+        ys, xs = torch.meshgrid((torch.arange(h, device=memory.device) + 0.5) / h,
+                                (torch.arange(w, device=memory.device) + 0.5) / w, indexing="ij")
+        grid = torch.stack((xs, ys), -1).reshape(h * w, 2).to(memory.dtype)  # (T, 2) token centres
+        tgt = torch.zeros_like(query_pos)                                # (B, Q, d)
+        hs, centres = [], []
+        for layer in self.layers:
+            tgt, centre = layer(tgt, memory, pos, query_pos, self.prior, grid)
+            hs.append(self.norm(tgt))
+            centres.append(centre)
+        reference = torch.logit(torch.stack(centres), eps=1e-4)          # (L, B, Q, 2)
+        return torch.stack(hs), reference
 
 
 def mlp(d_in: int, d_hidden: int, d_out: int, layers: int) -> nn.Sequential:
@@ -159,7 +277,8 @@ class SetCriterion(nn.Module):
         super().__init__()
         if not 0 < eos_coef <= 1:
             raise ValueError(f"eos_coef must be in (0, 1], got {eos_coef}")
-        self.num_classes, self.matcher = num_classes, matcher
+        self.num_classes = num_classes
+        self.matcher = matcher
         self.weights = {"loss_ce": weight_ce, "loss_bbox": weight_bbox, "loss_giou": weight_giou}
         empty_weight = torch.ones(num_classes + 1)
         empty_weight[NO_OBJECT] = eos_coef
@@ -167,7 +286,8 @@ class SetCriterion(nn.Module):
 
     def _losses(self, outputs: Dict[str, Tensor], targets, num_boxes: float) -> Dict[str, Tensor]:
         indices = self.matcher(outputs, targets)
-        logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]   # (B, Q, C+1), (B, Q, 4)
+        logits = outputs["pred_logits"]                                 # (B, Q, C+1)
+        boxes = outputs["pred_boxes"]                                  # (B, Q, 4)
         batch_idx = torch.cat([torch.full_like(p, b) for b, (p, _) in enumerate(indices)])
         query_idx = torch.cat([p for p, _ in indices])                   # (M,) matched queries
         classes = torch.full(logits.shape[:2], NO_OBJECT, dtype=torch.int64, device=logits.device)
@@ -194,53 +314,117 @@ class SetCriterion(nn.Module):
         return losses
 
 
+@dataclass
+class DETRConfig:
+    """DETR's settings, grouped (as nanoGPT's ``GPTConfig``).
+
+    Args:
+        num_classes: C object classes (3 shapes).
+        num_queries: Q guesses per image.
+        width: of `conv_backbone` (feature channels ``4 * width``).
+        stride: of `conv_backbone`, 8 or 16.
+        d_model: the transformer's width.
+        nhead: attention heads.
+        num_encoder_layers: encoder layers.
+        num_decoder_layers: decoder layers.
+        dim_feedforward: feed-forward width.
+        dropout: dropout in the transformer.
+        aux_loss: also compute the loss after every decoder layer (shared heads).
+        cost_class: matching-cost weight of the class probability.
+        cost_bbox: matching-cost weight of the L1 box distance.
+        cost_giou: matching-cost weight of the GIoU.
+        eos_coef: weight of the "no object" class in the cross-entropy (`SetCriterion`).
+        weight_ce: loss weight of the cross-entropy.
+        weight_bbox: loss weight of the L1 box loss.
+        weight_giou: loss weight of the GIoU loss.
+        frozen_backbone_layers: the first k modules of the backbone are frozen (no gradient,
+            BatchNorm statistics fixed), as DETR freezes the first stages of its pretrained
+            ResNet; meant for a backbone loaded from a pretrained classifier.
+        spatial_prior: decode with `SMCADecoder` (SMCA's Gaussian cross-attention around a
+            centre each query predicts, boxes relative to it): much faster convergence.
+            False is the original DETR.
+    """
+
+    num_classes: int = 3
+    num_queries: int = 10
+    width: int = 16
+    stride: int = 16
+    d_model: int = 64
+    nhead: int = 4
+    num_encoder_layers: int = 2
+    num_decoder_layers: int = 2
+    dim_feedforward: int = 128
+    dropout: float = 0.0
+    aux_loss: bool = True
+    cost_class: float = 1.0
+    cost_bbox: float = 5.0
+    cost_giou: float = 2.0
+    eos_coef: float = 0.1
+    weight_ce: float = 1.0
+    weight_bbox: float = 5.0
+    weight_giou: float = 2.0
+    frozen_backbone_layers: int = 0
+    spatial_prior: bool = False
+
+
+def upgrade_state_dict_keys(key: str) -> str:
+    """A DETR state-dict key as this module names it (checkpoints saved before the decoder
+    became its own module said ``decoder.0.``, ``decoder_norm.`` and ``spatial_prior.``)."""
+    for old, new in (("decoder_norm.", "decoder.norm."), ("spatial_prior.", "decoder.prior.")):
+        if key.startswith(old):
+            return new + key[len(old):]
+    parts = key.split(".")
+    if len(parts) > 1 and parts[0] == "decoder" and parts[1].isdigit():
+        return ".".join(["decoder", "layers", *parts[1:]])
+    return key
+
+
 class DETR(nn.Module):
     """DETR with a small conv backbone (stride 16), a post-norm transformer and learned queries.
 
     Args:
-        num_classes: C object classes (3 shapes). num_queries: Q guesses per image.
-        width, stride: of `conv_backbone` (feature channels 4 * width).
-        d_model, nhead, num_encoder_layers, num_decoder_layers, dim_feedforward, dropout:
-            the transformer.
-        aux_loss: also compute the loss after every decoder layer (shared heads).
-        cost_*: matching-cost weights; eos_coef, weight_*: loss settings (`SetCriterion`).
-        spatial_prior: add `SpatialPrior` (SMCA's Gaussian cross-attention around a centre
-            each query predicts, boxes relative to it): much faster convergence. False is
-            the original DETR.
-        frozen_backbone_layers: the first k modules of the backbone are frozen (no gradient,
-            BatchNorm statistics fixed), as DETR freezes the first stages of its pretrained
-            ResNet; meant for a backbone loaded from a pretrained classifier.
+        config: a `DETRConfig` (default: ``DETRConfig()``).
+        **overrides: `DETRConfig` fields that replace the config's, so
+            ``DETR(num_queries=20)`` and ``DETR(DETRConfig(num_queries=20))`` are the same model.
     """
 
-    def __init__(self, num_classes: int = 3, num_queries: int = 10, width: int = 16, stride: int = 16,
-                 d_model: int = 64, nhead: int = 4, num_encoder_layers: int = 2,
-                 num_decoder_layers: int = 2, dim_feedforward: int = 128, dropout: float = 0.0,
-                 aux_loss: bool = True, cost_class: float = 1.0, cost_bbox: float = 5.0,
-                 cost_giou: float = 2.0, eos_coef: float = 0.1, weight_ce: float = 1.0,
-                 weight_bbox: float = 5.0, weight_giou: float = 2.0, frozen_backbone_layers: int = 0,
-                 spatial_prior: bool = False):
+    def __init__(self, config: Optional[DETRConfig] = None, **overrides):
         super().__init__()
-        self.num_classes, self.num_queries, self.aux_loss = num_classes, num_queries, aux_loss
-        self.d_model = d_model
-        self.backbone = conv_backbone(width, stride)
-        if not 0 <= frozen_backbone_layers <= len(self.backbone):
+        known = {f.name for f in fields(DETRConfig)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"DETR got unknown settings {unknown}; DETRConfig has {sorted(known)}")
+        c = replace(config or DETRConfig(), **overrides)
+        self.config = c
+        self.num_classes = c.num_classes
+        self.num_queries = c.num_queries
+        self.aux_loss = c.aux_loss
+        self.d_model = c.d_model
+        self.backbone = conv_backbone(c.width, c.stride)
+        if not 0 <= c.frozen_backbone_layers <= len(self.backbone):
             raise ValueError(f"frozen_backbone_layers must be in 0..{len(self.backbone)}, "
-                             f"got {frozen_backbone_layers}")
-        self.frozen_backbone_layers = frozen_backbone_layers
-        for p in self.backbone[:frozen_backbone_layers].parameters():
+                             f"got {c.frozen_backbone_layers}")
+        self.frozen_backbone_layers = c.frozen_backbone_layers
+        for p in self.backbone[:c.frozen_backbone_layers].parameters():
             p.requires_grad_(False)
-        self.input_proj = nn.Conv2d(4 * width, d_model, 1)
-        self.encoder = nn.ModuleList(EncoderLayer(d_model, nhead, dim_feedforward, dropout)
-                                     for _ in range(num_encoder_layers))
-        self.decoder = nn.ModuleList(DecoderLayer(d_model, nhead, dim_feedforward, dropout)
-                                     for _ in range(num_decoder_layers))
-        self.decoder_norm = nn.LayerNorm(d_model)
-        self.spatial_prior = SpatialPrior(d_model, nhead) if spatial_prior else None
-        self.query_embed = nn.Embedding(num_queries, d_model)           # the learned object queries
-        self.class_embed = nn.Linear(d_model, num_classes + 1)
-        self.bbox_embed = mlp(d_model, d_model, 4, 3)
-        self.criterion = SetCriterion(num_classes, HungarianMatcher(cost_class, cost_bbox, cost_giou),
-                                      eos_coef, weight_ce, weight_bbox, weight_giou)
+        self.input_proj = nn.Conv2d(4 * c.width, c.d_model, 1)
+        self.encoder = nn.ModuleList(EncoderLayer(c.d_model, c.nhead, c.dim_feedforward, c.dropout)
+                                     for _ in range(c.num_encoder_layers))
+        decoder = SMCADecoder if c.spatial_prior else TransformerDecoder
+        self.decoder = decoder(c.d_model, c.nhead, c.dim_feedforward, c.dropout, c.num_decoder_layers)
+        self.query_embed = nn.Embedding(c.num_queries, c.d_model)       # the learned object queries
+        self.class_embed = nn.Linear(c.d_model, c.num_classes + 1)
+        self.bbox_embed = mlp(c.d_model, c.d_model, 4, 3)
+        matcher = HungarianMatcher(c.cost_class, c.cost_bbox, c.cost_giou)
+        self.criterion = SetCriterion(c.num_classes, matcher, c.eos_coef, c.weight_ce,
+                                      c.weight_bbox, c.weight_giou)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            new = prefix + upgrade_state_dict_keys(key[len(prefix):])
+            if new != key:
+                state_dict[new] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def train(self, mode: bool = True) -> "DETR":
         super().train(mode)
@@ -252,35 +436,30 @@ class DETR(nn.Module):
         return self.criterion.matcher
 
     def forward_raw(self, images: Tensor) -> Dict[str, object]:
-        """DETR's raw outputs for images ``[B, 3, H, W]`` in [0, 1]:
-        {"pred_logits" [B, Q, C+1], "pred_boxes" [B, Q, 4] normalized cxcywh,
-        "aux_outputs": one such dict per earlier decoder layer}."""
+        """DETR's raw outputs.
+
+        Args:
+            images (Tensor[B, 3, H, W]): images in [0, 1].
+
+        Returns:
+            dict: ``"pred_logits"`` ``[B, Q, C+1]``, ``"pred_boxes"`` ``[B, Q, 4]`` normalized
+            cxcywh, ``"aux_outputs"``: one such dict per earlier decoder layer.
+        """
         check_images(images)
-        feats = self.input_proj(self.backbone(images))                  # (B, d, h, w)
-        B, d, h, w = feats.shape
-        src = feats.flatten(2).transpose(1, 2)                          # (B, h*w, d) tokens
-        pos = sine_position_encoding(d, h, w, device=src.device).to(src.dtype)  # (h*w, d)
+        features = self.input_proj(self.backbone(images))               # (B, d, h, w)
+        B, d, h, w = features.shape
+        memory = features.flatten(2).transpose(1, 2)                    # (B, h*w, d) tokens
+        pos = sine_position_encoding(d, h, w, device=memory.device).to(memory.dtype)  # (h*w, d)
         for layer in self.encoder:
-            src = layer(src, pos)
+            memory = layer(memory, pos)
         query_pos = self.query_embed.weight.unsqueeze(0).expand(B, -1, -1)  # (B, Q, d)
-        grid = None
-        if self.spatial_prior is not None:                              # token centres, normalized xy
-            ys, xs = torch.meshgrid((torch.arange(h, device=src.device) + 0.5) / h,
-                                    (torch.arange(w, device=src.device) + 0.5) / w, indexing="ij")
-            grid = torch.stack((xs, ys), -1).reshape(h * w, 2).to(src.dtype)       # (h*w, 2)
-        tgt, hs, centres = torch.zeros_like(query_pos), [], []
-        for layer in self.decoder:
-            tgt, centre = layer(tgt, src, pos, query_pos, self.spatial_prior, grid)
-            hs.append(self.decoder_norm(tgt))
-            centres.append(centre)
-        hs = torch.stack(hs)                                            # (L, B, Q, d)
-        logits, boxes = self.class_embed(hs), self.bbox_embed(hs)       # (L, B, Q, C+1), (L, B, Q, 4)
-        if self.spatial_prior is not None:                              # box centre relative to the prior's
-            boxes = torch.cat((boxes[..., :2] + torch.logit(torch.stack(centres), eps=1e-4), boxes[..., 2:]), -1)
-        boxes = boxes.sigmoid()
+        hs, reference = self.decoder(memory, pos, query_pos, (h, w))    # (L, B, Q, d), (L, B, Q, 2)
+        logits = self.class_embed(hs)                                   # (L, B, Q, C+1)
+        deltas = self.bbox_embed(hs)                                    # (L, B, Q, 4)
+        boxes = torch.cat((deltas[..., :2] + reference, deltas[..., 2:]), -1).sigmoid()
+        aux = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])]
         return {"pred_logits": logits[-1], "pred_boxes": boxes[-1],
-                "aux_outputs": [{"pred_logits": a, "pred_boxes": b}
-                                for a, b in zip(logits[:-1], boxes[:-1])] if self.aux_loss else []}
+                "aux_outputs": aux if self.aux_loss else []}
 
     def normalized_targets(self, targets, image_size) -> List[Dict[str, Tensor]]:
         """torchvision targets (xyxy pixels) -> DETR's (normalized cxcywh), labels checked 1..C."""

@@ -23,7 +23,8 @@ from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, rem
 from ..ops.roi import roi_align, roi_pool
 
 __all__ = ["RoIHeads", "TwoMLPHead", "fastrcnn_loss", "postprocess_detections",
-           "proposal_targets"]
+           "proposal_targets", "class_scores_and_boxes", "class_candidates", "above_score_threshold",
+           "nms_per_class"]
 
 
 class TwoMLPHead(nn.Module):
@@ -80,30 +81,114 @@ def proposal_targets(proposals: List[Tensor], targets: List[Dict[str, Tensor]], 
     return labels, deltas
 
 
+Detections = Dict[str, Tensor]  # {"boxes" [D, 4] xyxy, "scores" [D], "labels" [D]}
+
+
+def class_scores_and_boxes(class_logits: Tensor, box_deltas: Tensor, proposals: Tensor,
+                           image_size: Tuple[int, int], box_coder: BoxCoder) -> Tuple[Tensor, Tensor]:
+    """Step 1 of post-processing: class probabilities and one clipped box per class and RoI.
+
+    Args:
+        class_logits (Tensor[K, C+1]): the classifier's scores (column 0 is background).
+        box_deltas (Tensor[K, 4(C+1)]): one set of deltas per class.
+        proposals (Tensor[K, 4]): the RoIs, xyxy (all images concatenated).
+        image_size ((H, W)): boxes are clipped to it.
+        box_coder (BoxCoder): decodes the deltas.
+
+    Returns:
+        (scores, boxes): softmax probabilities ``[K, C+1]`` and boxes ``[K, C+1, 4]``.
+    """
+    num_classes = class_logits.shape[1]
+    boxes = box_coder.decode(box_deltas, proposals).view(-1, num_classes, 4)
+    boxes = clip_boxes_to_image(boxes, image_size)                  # (K, C+1, 4)
+    return class_logits.softmax(-1), boxes                          # (K, C+1), (K, C+1, 4)
+
+
+def class_candidates(scores: Tensor, boxes: Tensor) -> Detections:
+    """Step 2: every RoI x every object class as one candidate detection (background dropped).
+
+    Args:
+        scores (Tensor[K, C+1]): class probabilities of one image's RoIs.
+        boxes (Tensor[K, C+1, 4]): the box of each class.
+
+    Returns:
+        Detections: ``K x C`` candidates, labels in 1..C.
+    """
+    labels = torch.arange(scores.shape[1], device=scores.device).expand_as(scores)  # (K, C+1)
+    return {"boxes": boxes[:, 1:].reshape(-1, 4),
+            "scores": scores[:, 1:].reshape(-1),
+            "labels": labels[:, 1:].reshape(-1)}
+
+
+def above_score_threshold(detections: Detections, score_thresh: float = 0.05,
+                          min_size: float = 1e-2) -> Detections:
+    """Step 3: keep the candidates scored above `score_thresh` whose box is not tiny.
+
+    Args:
+        detections (Detections): the candidates.
+        score_thresh (float): keep scores strictly above it.
+        min_size (float): keep boxes at least this wide and tall (pixels).
+
+    Returns:
+        Detections: the kept candidates, in their order.
+    """
+    keep = torch.where(detections["scores"] > score_thresh)[0]
+    kept = {k: v[keep] for k, v in detections.items()}
+    keep = remove_small_boxes(kept["boxes"], min_size)
+    return {k: v[keep] for k, v in kept.items()}
+
+
+def nms_per_class(detections: Detections, nms_thresh: float = 0.5,
+                  detections_per_img: int = 100) -> Detections:
+    """Step 4: non-maximum suppression within each class, then the best `detections_per_img`.
+
+    Args:
+        detections (Detections): one image's detections.
+        nms_thresh (float): IoU above which the lower-scored box of a class is dropped.
+        detections_per_img (int): how many detections to keep at most.
+
+    Returns:
+        Detections: the kept detections, best score first.
+    """
+    keep = batched_nms(detections["boxes"], detections["scores"], detections["labels"],
+                       nms_thresh)[:detections_per_img]
+    return {k: v[keep] for k, v in detections.items()}
+
+
 def postprocess_detections(class_logits: Tensor, box_deltas: Tensor, proposals: List[Tensor],
                            image_size: Tuple[int, int], box_coder: BoxCoder,
                            score_thresh: float = 0.05, nms_thresh: float = 0.5,
                            detections_per_img: int = 100,
-                           min_size: float = 1e-2) -> List[Dict[str, Tensor]]:
+                           min_size: float = 1e-2) -> List[Detections]:
     """Scores and class-specific boxes of every RoI -> per image {"boxes", "scores", "labels"}.
 
-    Softmax, decode each class's deltas, clip, drop scores <= `score_thresh` and tiny boxes,
-    NMS per class, keep the best `detections_per_img`. Background (class 0) is never output.
+    The four named steps in order: softmax and decode each class's deltas, clip
+    (`class_scores_and_boxes`); one candidate per RoI and object class (`class_candidates`);
+    drop scores <= `score_thresh` and tiny boxes (`above_score_threshold`); NMS per class and
+    keep the best `detections_per_img` (`nms_per_class`). Background (class 0) is never output.
+
+    Args:
+        class_logits (Tensor[K, C+1]): classifier scores of all images' RoIs.
+        box_deltas (Tensor[K, 4(C+1)]): per-class box deltas.
+        proposals (list[Tensor[K_i, 4]]): each image's RoIs (``sum K_i = K``).
+        image_size ((H, W)): boxes are clipped to it.
+        box_coder (BoxCoder): decodes the deltas.
+        score_thresh (float): keep scores strictly above it.
+        nms_thresh (float): per-class NMS IoU threshold.
+        detections_per_img (int): most detections kept per image.
+        min_size (float): smallest box side kept, in pixels.
+
+    Returns:
+        list[dict[str, Tensor]]: per image ``"boxes"`` ``[D, 4]``, ``"scores"`` ``[D]``,
+        ``"labels"`` ``[D]`` in 1..C.
     """
-    num_classes = class_logits.shape[1]
-    boxes = box_coder.decode(box_deltas, torch.cat(proposals)).view(-1, num_classes, 4)
-    boxes = clip_boxes_to_image(boxes, image_size)                  # (K, C+1, 4)
-    scores = class_logits.softmax(-1)                               # (K, C+1)
+    scores, boxes = class_scores_and_boxes(class_logits, box_deltas, torch.cat(proposals),
+                                           image_size, box_coder)
     results, counts = [], [len(p) for p in proposals]
-    for b, s in zip(boxes.split(counts), scores.split(counts)):     # a loop over images
-        labels = torch.arange(num_classes, device=s.device).expand_as(s)
-        b, s, labels = b[:, 1:].reshape(-1, 4), s[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
-        keep = torch.where(s > score_thresh)[0]
-        b, s, labels = b[keep], s[keep], labels[keep]
-        keep = remove_small_boxes(b, min_size)
-        b, s, labels = b[keep], s[keep], labels[keep]
-        keep = batched_nms(b, s, labels, nms_thresh)[:detections_per_img]
-        results.append({"boxes": b[keep], "scores": s[keep], "labels": labels[keep]})
+    for s, b in zip(scores.split(counts), boxes.split(counts)):     # a loop over images
+        candidates = class_candidates(s, b)
+        kept = above_score_threshold(candidates, score_thresh, min_size)
+        results.append(nms_per_class(kept, nms_thresh, detections_per_img))
     return results
 
 

@@ -41,11 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.boxes import check_boxes, batched_nms, clip_boxes_to_image, remove_small_boxes
+from ..ops.boxes import batched_nms, check_boxes, paired_iou, clip_boxes_to_image, remove_small_boxes
 from .backbone import conv_backbone, conv_bn_relu
 from .checks import check_detection_inputs, targets_to
 
-__all__ = ["YOLO", "GridPredictions", "assign_cells", "paired_iou", "responsible_cells"]
+__all__ = ["YOLO", "GridPredictions", "assign_cells", "responsible_cells"]
 
 
 def responsible_cells(boxes: Tensor, grid_size: int, image_size: int) -> Tensor:
@@ -83,16 +83,6 @@ def assign_cells(boxes: Tensor, grid_size: int, image_size: int) -> Tensor:
     same = cell[order][:, None] == cell[order][None, :]           # (N, N)
     beaten = same.tril(diagonal=-1).any(dim=1)                    # a larger object has the cell
     return order[~beaten]
-
-
-def paired_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU of corresponding boxes (broadcast over leading dims): ``[..., 4], [..., 4] -> [...]``."""
-    lt = torch.maximum(boxes1[..., :2], boxes2[..., :2])
-    rb = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area1 = (boxes1[..., 2:] - boxes1[..., :2]).clamp(min=0).prod(-1)
-    area2 = (boxes2[..., 2:] - boxes2[..., :2]).clamp(min=0).prod(-1)
-    return inter / (area1 + area2 - inter).clamp(min=1e-9)
 
 
 class GridPredictions(NamedTuple):

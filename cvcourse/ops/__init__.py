@@ -11,6 +11,7 @@ from .boxes import (
     clip_boxes_to_image,
     generalized_box_iou,
     nms,
+    paired_iou,
     remove_small_boxes,
 )
 from .anchors import AnchorGenerator, anchors_for, cell_anchors
@@ -42,7 +43,7 @@ from .upsample import (
 __all__ = [
     # boxes
     "BOX_FORMATS", "BoxCoder", "batched_nms", "box_area", "box_convert", "box_iou",
-    "clip_boxes_to_image", "generalized_box_iou", "nms", "remove_small_boxes",
+    "clip_boxes_to_image", "generalized_box_iou", "nms", "paired_iou", "remove_small_boxes",
     # anchors and matching
     "AnchorGenerator", "AnchorLabels", "BalancedPositiveNegativeSampler", "Matcher", "anchors_for",
     "cell_anchors", "label_anchors", "HungarianMatcher",

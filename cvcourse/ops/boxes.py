@@ -27,6 +27,7 @@ __all__ = [
     "clip_boxes_to_image",
     "generalized_box_iou",
     "nms",
+    "paired_iou",
     "remove_small_boxes",
 ]
 
@@ -156,6 +157,24 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
         check_ordered(boxes, name)
     inter, union = _inter_union(boxes1, boxes2)
     return inter / union
+
+
+def paired_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
+    """IoU of corresponding boxes, broadcast over the leading dimensions (the diagonal of `box_iou`).
+
+    Args:
+        boxes1 (Tensor[..., 4]): xyxy boxes.
+        boxes2 (Tensor[..., 4]): xyxy boxes, broadcastable with `boxes1`.
+
+    Returns:
+        Tensor[...]: the IoU of each pair, in [0, 1].
+    """
+    lt = torch.maximum(boxes1[..., :2], boxes2[..., :2])             # (..., 2)
+    rb = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])             # (..., 2)
+    inter = (rb - lt).clamp(min=0).prod(-1)                          # (...)
+    area1 = (boxes1[..., 2:] - boxes1[..., :2]).clamp(min=0).prod(-1)
+    area2 = (boxes2[..., 2:] - boxes2[..., :2]).clamp(min=0).prod(-1)
+    return inter / (area1 + area2 - inter).clamp(min=1e-9)
 
 
 def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:

@@ -29,7 +29,9 @@ from torch import Tensor
 
 from .. import viz
 from ..data import CLASSES
-from ..ops.boxes import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from ..inference import evaluating
+from ..models.roi_heads import above_score_threshold, class_candidates, class_scores_and_boxes, nms_per_class
+from ..ops.boxes import box_iou
 
 __all__ = ["raw_outputs", "postprocess_steps", "held_out_raw_outputs", "match_detections",
            "detection_steps_figure", "detection_explorer", "detections_figure", "STEPS", "MAX_LABELS",
@@ -60,19 +62,19 @@ def raw_outputs(model, images: Tensor) -> List[Dict[str, Tensor]]:
     if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"images must be a Tensor[B, 3, H, W], got {got}")
-    model.eval()
     heads = model.roi_heads
-    images = images.to(next(model.parameters()).device)
-    size = tuple(images.shape[-2:])
-    features = model.backbone(images)                                   # (B, C', h, w)
-    proposals, _ = model.rpn(images, features)                          # B x (K, 4)
-    x = heads.box_head(heads.pool(features, proposals))                 # (sum K, R)
-    logits, deltas = heads.cls_score(x), heads.bbox_pred(x)             # (sum K, C+1), (sum K, 4(C+1))
-    boxes = heads.box_coder.decode(deltas, torch.cat(proposals)).view(len(x), -1, 4)
-    boxes = clip_boxes_to_image(boxes, size)                            # (sum K, C+1, 4)
+    with evaluating(model):
+        images = images.to(next(model.parameters()).device)
+        size = tuple(images.shape[-2:])
+        features = model.backbone(images)                               # (B, C', h, w)
+        proposals, _ = model.rpn(images, features)                      # B x (K, 4)
+        x = heads.box_head(heads.pool(features, proposals))             # (sum K, R)
+        logits, deltas = heads.cls_score(x), heads.bbox_pred(x)         # (sum K, C+1), (sum K, 4(C+1))
+    probs, boxes = class_scores_and_boxes(logits, deltas, torch.cat(proposals), size,
+                                          heads.box_coder)              # (sum K, C+1), (sum K, C+1, 4)
     counts = [len(p) for p in proposals]
     return [{"proposals": p.cpu(), "probs": s.cpu(), "boxes": b.cpu(), "image_size": size}
-            for p, s, b in zip(proposals, logits.softmax(-1).split(counts), boxes.split(counts))]
+            for p, s, b in zip(proposals, probs.split(counts), boxes.split(counts))]
 
 
 def postprocess_steps(raw: Dict[str, Tensor], score_thresh: float = 0.05, nms_thresh: float = 0.5,
@@ -83,8 +85,9 @@ def postprocess_steps(raw: Dict[str, Tensor], score_thresh: float = 0.05, nms_th
     2. "above score threshold": score > `score_thresh` (and boxes wider/taller than `min_size`).
     3. "after NMS": NMS within each class at IoU `nms_thresh`, the best `detections_per_img`.
 
-    With the model's settings, step 3 equals the model's own detections (the same code path
-    as ``RoIHeads.postprocess``).
+    The steps are `cvcourse.models.roi_heads`' own (`class_candidates`,
+    `above_score_threshold`, `nms_per_class`), so with the model's settings step 3 equals the
+    model's detections.
 
     Returns:
         ``{step: {"boxes" [D, 4], "scores" [D], "labels" [D]}}`` for the three `STEPS`.
@@ -97,18 +100,10 @@ def postprocess_steps(raw: Dict[str, Tensor], score_thresh: float = 0.05, nms_th
         raise ValueError(f"detections_per_img must be an int >= 1, got {detections_per_img!r}")
     if not 0.0 <= min_size < float("inf"):
         raise ValueError(f"min_size must be a finite number >= 0, got {min_size}")
-    probs, boxes = raw["probs"], raw["boxes"]
-    labels = torch.arange(probs.shape[1]).expand_as(probs)                   # (K, C+1)
-    b, s, lab = boxes[:, 1:].reshape(-1, 4), probs[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
-    out = {STEPS[0]: {"boxes": b, "scores": s, "labels": lab}}
-    keep = torch.where(s > score_thresh)[0]
-    b, s, lab = b[keep], s[keep], lab[keep]
-    keep = remove_small_boxes(b, min_size)
-    b, s, lab = b[keep], s[keep], lab[keep]
-    out[STEPS[1]] = {"boxes": b, "scores": s, "labels": lab}
-    keep = batched_nms(b, s, lab, nms_thresh)[:detections_per_img]
-    out[STEPS[2]] = {"boxes": b[keep], "scores": s[keep], "labels": lab[keep]}
-    return out
+    candidates = class_candidates(raw["probs"], raw["boxes"])
+    kept = above_score_threshold(candidates, score_thresh, min_size)
+    return {STEPS[0]: candidates, STEPS[1]: kept,
+            STEPS[2]: nms_per_class(kept, nms_thresh, detections_per_img)}
 
 
 @lru_cache(maxsize=4)

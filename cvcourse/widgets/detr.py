@@ -205,9 +205,7 @@ def query_explorer_figure(query: int = 0, scene: int = 0, data: dict | None = No
 
 
 def _rect(ax, box, color, ls, lw, dx: float = 0.0) -> None:
-    x1, y1, x2, y2 = box
-    ax.add_patch(Rectangle((dx + x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=color,
-                           linestyle=ls, linewidth=lw))
+    viz.draw_box(ax, box, color, linewidth=lw, linestyle=ls, dx=dx)
 
 
 def query_explorer(name: str = "detr", split: str = "val", n: int = 100, data: dict | None = None):

@@ -62,9 +62,7 @@ def _rgba(mask: np.ndarray, color: str, alpha: float = 0.55) -> np.ndarray:
 
 
 def _box(ax, box, color, lw=1.5, ls="-"):
-    x1, y1, x2, y2 = [float(v) for v in box]
-    ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=color,
-                           linewidth=lw, linestyle=ls))
+    viz.draw_box(ax, box, color, linewidth=lw, linestyle=ls)
 
 
 def _zoom(ax, box, margin: float = 0.3) -> None:

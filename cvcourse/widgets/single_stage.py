@@ -173,9 +173,8 @@ def default_boxes_figure(image: torch.Tensor, scales=(12, 24, 48, 96), aspect_ra
             ax.axvline(j * stride - 0.5, color="white", lw=0.3, alpha=0.5)
         ax.add_patch(Rectangle((c * stride - 0.5, r * stride - 0.5), stride, stride,
                                facecolor="yellow", alpha=0.4))
-        for i, (x1, y1, x2, y2) in enumerate(mine.tolist()):
-            ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False,
-                                   edgecolor=viz.INSTANCE_COLORS[i], lw=1.5))
+        for i, box in enumerate(mine.tolist()):
+            viz.draw_box(ax, box, viz.INSTANCE_COLORS[i], linewidth=1.5)
         ax.set_xlim(-0.5, size - 0.5)
         ax.set_ylim(size - 0.5, -0.5)
     return fig
