@@ -11,6 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .backbone import Standardize, conv_bn_relu
+from .checks import check_images
 
 
 class ShapeClassifier(nn.Module):
@@ -39,7 +40,6 @@ class ShapeClassifier(nn.Module):
         self.fc = nn.Linear(4 * w, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"x must be a [B, 3, H, W] image batch, got shape {tuple(x.shape)}")
+        check_images(x, "x")
         f = self.features(x)                 # (B, K, h, w)
         return self.fc(self.pool(f).flatten(1))  # (B, C)

@@ -494,7 +494,9 @@ class DETR(nn.Module):
             training: {"loss_ce", "loss_bbox", "loss_giou"} (weighted) plus "..._i" for each
             auxiliary decoder layer; eval: per image {"boxes" [Q, 4], "scores", "labels"}.
         """
-        check_detection_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training, self.num_classes)
+        if len(images) == 0:
+            return []                                                   # eval: no detections
         outputs = self.forward_raw(images)
         if self.training:
             return self.criterion(outputs, self.normalized_targets(targets, images.shape[-2:]))

@@ -71,7 +71,9 @@ class FasterRCNN(nn.Module):
             training: {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"};
             eval: per image {"boxes" [D, 4] xyxy, "scores" [D], "labels" [D] in 1..C}.
         """
-        check_detection_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training, self.roi_heads.cls_score.out_features - 1)
+        if len(images) == 0:
+            return []                                                  # eval: no images, no detections
         if targets is not None:
             targets = targets_to(images, targets)
         features = self.backbone(images)                               # (B, 4w, H/s, W/s)

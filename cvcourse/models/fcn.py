@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.upsample import bilinear_padding, bilinear_upsample_weight
+from . import checks
 from .backbone import conv_bn_relu  # 3x3 conv (keeps H x W) → BatchNorm → ReLU
 
 __all__ = ["FCN", "pad_to_multiple", "PAD_MODES"]
@@ -25,9 +26,8 @@ PAD_MODES = ("pad", "error")
 
 
 def check_images(x: Tensor, name: str = "x") -> None:
-    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
-        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"{name} must be a [B, 3, H, W] image batch, got {got}")
+    """Raise unless `x` is a [B, 3, H, W] float batch in [0, 1] (see `models.checks`)."""
+    checks.check_images(x, name)
 
 
 def check_pad_mode(pad_mode: str) -> str:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.boxes import box_convert
+from .checks import check_images
 from .backbone import Standardize, conv_bn_relu
 
 __all__ = ["SingleObjectLocalizer", "localization_loss", "decode_boxes", "encode_boxes"]
@@ -63,9 +64,7 @@ class SingleObjectLocalizer(nn.Module):
         self.box_head = nn.Linear(16 * w, 4)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ValueError(f"images must be a Tensor[B, 3, H, W], got {got}")
+        check_images(images)
         f = self.backbone(images)                         # (B, 16w)
         return self.class_head(f), torch.sigmoid(self.box_head(f))  # (B, C), (B, 4)
 

@@ -294,7 +294,9 @@ class MaskRCNN(FasterRCNN):
             eval: per image {"boxes" [D, 4], "scores" [D], "labels" [D], "masks" [D, 1, H, W]
             probabilities, "roi_masks" [D, 1, 28, 28]}.
         """
-        check_detection_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training, self.roi_heads.cls_score.out_features - 1)
+        if len(images) == 0:
+            return []                                                      # eval: no detections
         if self.training:
             _check_masks(images, targets)
             targets = targets_to(images, targets, ("boxes", "labels", "masks"))

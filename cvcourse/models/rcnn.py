@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..ops.matching import BalancedPositiveNegativeSampler, Matcher
 from ..ops.boxes import BoxCoder
+from .checks import check_images
 from ..ops.roi import roi_align
 from .backbone import Standardize, conv_bn_relu
 from .roi_heads import fastrcnn_loss, postprocess_detections, proposal_targets
@@ -99,6 +100,9 @@ class RCNN(nn.Module):
             images [B, 3, H, W]; proposals: per image Tensor[K, 4], or None to run
             selective search (``cvcourse.proposals.propose``) here.
         """
+        check_images(images)
+        if len(images) == 0:
+            return []                                      # no images, no detections
         if proposals is None:
             from ..proposals import propose
             proposals = [propose(im, max_proposals) for im in images]
@@ -109,9 +113,7 @@ class RCNN(nn.Module):
 
 
 def _check_images(images, proposals) -> None:
-    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
-        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a Tensor[B, 3, H, W], got {got}")
+    check_images(images)
     if not isinstance(proposals, (list, tuple)) or len(proposals) != len(images):
         raise ValueError(f"proposals must be a list with one Tensor[K, 4] per image "
                          f"({len(images)}), got {type(proposals).__name__}")

@@ -231,7 +231,9 @@ class RetinaNet(nn.Module):
             training: {"loss_classifier", "loss_box_reg"};
             eval: per image {"boxes" [K, 4] xyxy, "scores" [K], "labels" [K] in 1..C}.
         """
-        check_detection_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training, self.num_classes)
+        if len(images) == 0:
+            return []                                         # eval: no images, no detections
         features = self.fpn(self.backbone(images))
         logits, deltas = self.head(features)
         anchors = self.anchor_generator(images, features)[0]

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .checks import check_images
+
 __all__ = ["PatchClassifier", "FullyConvolutionalPatchClassifier", "extract_patches"]
 
 PADDING_MODES = ("zeros", "reflect", "replicate")
@@ -52,9 +54,7 @@ def extract_patches(images: Tensor, patch_size: int, padding_mode: str = "replic
 
 
 def _check_images(x: Tensor) -> None:
-    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
-        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"images must be a [B, 3, H, W] batch, got {got}")
+    check_images(x, "images")
 
 
 def stack_multiply_adds(layers: List[Tuple[int, int, int]], h: int, w: int) -> int:

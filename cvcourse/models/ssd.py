@@ -214,7 +214,9 @@ class SSD(nn.Module):
             training: {"loss_classifier", "loss_box_reg"};
             eval: per image {"boxes" [K, 4] xyxy, "scores" [K], "labels" [K] in 1..C}.
         """
-        check_detection_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training, self.num_classes)
+        if len(images) == 0:
+            return []                                        # eval: no images, no detections
         features = self.backbone(images)
         logits, deltas = self.head(features)                 # (N, D, C + 1), (N, D, 4)
         anchors = self.default_boxes(features, images.shape[-1])   # (D, 4)

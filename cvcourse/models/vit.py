@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbone import Standardize
+from .checks import check_images
 
 
 class Attention(nn.Module):
@@ -155,8 +156,7 @@ class VisionTransformer(nn.Module):
 
     def tokens(self, x: Tensor) -> Tensor:
         """Images ``[B, 3, S, S]`` → input tokens ``[B, T, dim]`` (CLS first, positions added)."""
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"x must be a [B, 3, H, W] image batch, got shape {tuple(x.shape)}")
+        check_images(x, "x")
         if x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(f"x must be {self.image_size}x{self.image_size} images, "
                              f"got {x.shape[-2]}x{x.shape[-1]}")

@@ -216,10 +216,12 @@ class YOLO(nn.Module):
             training: {"loss_box_reg", "loss_objectness", "loss_no_object", "loss_classifier"};
             eval: per image {"boxes" [D, 4] xyxy, "scores" [D], "labels" [D] in 1..C}.
         """
-        check_detection_inputs(images, targets, self.training)
+        check_detection_inputs(images, targets, self.training, self.num_classes)
         if images.shape[-1] != images.shape[-2] or images.shape[-1] % self.stride:
             raise ValueError(f"images must be square with a side divisible by the stride "
                              f"{self.stride}, got {tuple(images.shape[-2:])}")
+        if len(images) == 0:
+            return []                                            # eval: no images, no detections
         pred = self.grid(images)
         if self.training:
             targets = targets_to(images, targets)
