@@ -38,6 +38,7 @@ BAD_IMAGES = {  # label -> (make images from the side, message)
     "uint8": (lambda s: (torch.rand(1, 3, s, s) * 255).to(torch.uint8), "floating point.*divide 0-255 images by 255"),
     "int64": (lambda s: torch.zeros(1, 3, s, s, dtype=torch.long), "floating point"),
     "negative": (lambda s: torch.rand(1, 3, s, s) - 0.5, r"values in \[0, 1\]"),
+    "ImageNet-normalised": (lambda s: (torch.rand(1, 3, s, s) - 0.485) / 0.229, r"values in \[0, 1\]"),
     "NaN": (lambda s: torch.full((1, 3, s, s), float("nan")), "finite"),
     "inf": (lambda s: torch.full((1, 3, s, s), float("inf")), "finite"),
     "one channel": (lambda s: torch.rand(1, 1, s, s), r"Tensor\[B, 3, H, W\]"),
@@ -67,10 +68,13 @@ def test_an_empty_batch_gives_the_empty_answer(name):
         assert out.shape[0] == 0 and out.shape[1:] == run(name, torch.rand(1, 3, s, s)).shape[1:]
 
 
-def test_images_exactly_at_the_range_ends_pass():
+def test_images_at_the_range_ends_and_slightly_noisy_pass():
     check_images(torch.zeros(1, 3, 4, 4))
     check_images(torch.ones(1, 3, 4, 4))
     check_images(torch.zeros(0, 3, 4, 4))
+    check_images(torch.rand(1, 3, 4, 4) + 0.2)  # small noise, as a gradient probe adds
+    with pytest.raises(ValueError, match=r"values in \[0, 1\] \(within 0.25\), got values in \[0, 1.3\]"):
+        check_images(torch.tensor([0.0, 1.3]).repeat(1, 3, 1, 1))  # (1, 3, 1, 2)
 
 
 def _target(boxes=((10.0, 10, 40, 40),), labels=(1,)):
