@@ -133,13 +133,10 @@ def multiply_adds(model: torch.nn.Module, images: torch.Tensor) -> int:
     matrix products, as counted by `torch.utils.flop_counter`, halved: 1 MAC = 2 FLOPs)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(images)
-    finally:
-        model.train(was_training)
+    from .inference import evaluating
+
+    with evaluating(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(images)  # every module's mode is restored afterwards, not reset by model.train()
     return counter.get_total_flops() // 2
 
 

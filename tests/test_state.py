@@ -113,3 +113,36 @@ def test_attention_maps_rejects_bad_input():
     for batch_size in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="batch_size must be a positive int"):
             attention_maps(model, IMAGES, batch_size=batch_size)
+
+
+def _helper_calls():
+    from cvcourse import experiments, recipes
+    from cvcourse.recipes.classification import classifier_accuracy
+    from cvcourse.widgets import localization, single_stage
+    from cvcourse.widgets.detr import query_data
+
+    scenes = torch.rand(2, 3, 128, 128)
+    targets = [{"boxes": torch.tensor([[10.0, 10, 50, 50]]), "labels": torch.tensor([1])}] * 2
+    return {
+        "experiments.multiply_adds": (lambda: ShapeClassifier(), lambda m: experiments.multiply_adds(m, IMAGES)),
+        "localization.multiply_adds": (lambda: ShapeClassifier(),
+                                       lambda m: localization.multiply_adds(m, (3, 64, 64))),
+        "classifier_accuracy": (lambda: ShapeClassifier(), lambda m: classifier_accuracy(m, n=4, batch_size=4)),
+        "single_stage.grid_outputs": (lambda: recipes.get("yolo").build(),
+                                      lambda m: single_stage.grid_outputs(m, scenes)),
+        "detr.query_data": (lambda: recipes.get("detr").build(), lambda m: query_data(m, scenes, targets)),
+        "retinanet.anchor_logits": (lambda: recipes.get("retinanet").build(),
+                                    lambda m: m.anchor_logits(scenes, targets)),
+    }
+
+
+@pytest.mark.parametrize("name", ["experiments.multiply_adds", "localization.multiply_adds", "classifier_accuracy",
+                                  "single_stage.grid_outputs", "detr.query_data", "retinanet.anchor_logits"])
+def test_helpers_leave_each_modules_mode_as_found(name):
+    build, call = _helper_calls()[name]
+    model = build()
+    for i, m in enumerate(model.modules()):
+        m.training = i % 2 == 0
+    modes = [m.training for m in model.modules()]
+    call(model)
+    assert [m.training for m in model.modules()] == modes

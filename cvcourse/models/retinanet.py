@@ -211,15 +211,18 @@ class RetinaNet(nn.Module):
     def anchor_logits(self, images: Tensor, targets: List[Dict[str, Tensor]]):
         """Classification logits and one-hot targets of the anchors not ignored, [V, C] each
         (V = anchors of all images that are positive or negative), in eval mode."""
-        was_training = self.training
+        modes = [(m, m.training) for m in self.modules()]
         self.eval()
-        images = images.to(next(self.parameters()).device)
-        features = self.fpn(self.backbone(images))
-        logits = torch.cat(self.head(features)[0], 1)                 # (N, A, C)
-        anchors = self.anchor_generator(images, features)[0]
-        targets = targets_to(images, targets)
-        matched, _, onehot = self.match(anchors, targets)
-        self.train(was_training)
+        try:
+            images = images.to(next(self.parameters()).device)
+            features = self.fpn(self.backbone(images))
+            logits = torch.cat(self.head(features)[0], 1)             # (N, A, C)
+            anchors = self.anchor_generator(images, features)[0]
+            targets = targets_to(images, targets)
+            matched, _, onehot = self.match(anchors, targets)
+        finally:
+            for m, training in modes:  # each module's own mode back, not one for all
+                m.training = training
         valid = matched != Matcher.BETWEEN_THRESHOLDS
         return logits[valid], onehot[valid]
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import CLASSES, ShapesDataset
+from ..inference import evaluating
 from ..models.classifier import ShapeClassifier
 from . import Recipe, register
 
@@ -28,11 +29,11 @@ def classifier_accuracy(model, split: str = "test", n: int = 1000, batch_size: i
     """Top-1 accuracy of `model` on `n` scenes of `split` (one object each)."""
     ds = classification_data(split, n)
     dev = next(model.parameters()).device
-    model.eval()
     correct = 0
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size)
-    for images, labels in loader:
-        correct += (model(images.to(dev)).argmax(1).cpu() == labels - 1).sum().item()
+    with evaluating(model):  # every module's mode restored afterwards
+        for images, labels in loader:
+            correct += (model(images.to(dev)).argmax(1).cpu() == labels - 1).sum().item()
     return {"accuracy": correct / n}
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..inference import evaluating
 from ..metrics import mean_average_precision
 from ..models import RCNN
 from ..models.rcnn import rcnn_loss
@@ -108,13 +109,13 @@ def rcnn_metrics(model: RCNN, split: str = "test", n: int = EVAL_SCENES,
                  max_proposals: int = EVAL_PROPOSALS, batch_size: int = 10) -> dict:
     """COCO mAP and mAP@0.5 of R-CNN on the first `n` scenes of `split`, proposals included."""
     images, targets, proposals = held_out_proposals(split, n, max_proposals)
-    model.eval()
     dev = next(model.parameters()).device
     dets = []
-    for i in range(0, n, batch_size):
-        props = [p.to(dev) for p in proposals[i:i + batch_size]]
-        for d in model.predict(images[i:i + batch_size].to(dev), props):
-            dets.append({k: v.cpu() for k, v in d.items()})
+    with evaluating(model):  # every module's mode restored afterwards
+        for i in range(0, n, batch_size):
+            props = [p.to(dev) for p in proposals[i:i + batch_size]]
+            for d in model.predict(images[i:i + batch_size].to(dev), props):
+                dets.append({k: v.cpu() for k, v in d.items()})
     scores = mean_average_precision(dets, targets)
     return {"map": scores["map"], "map_50": scores["map_50"], "map_75": scores["map_75"]}
 

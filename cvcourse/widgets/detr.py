@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .. import viz
 from ..data import CLASSES
+from ..inference import evaluating
 
 __all__ = ["query_data", "held_out_query_data", "query_centres_figure", "query_explorer_figure",
            "query_explorer"]
@@ -43,12 +44,12 @@ def query_data(model, images: Tensor, targets: Sequence[Dict[str, Tensor]], batc
 
     if len(images) != len(targets):
         raise ValueError(f"images and targets must have one entry per scene, got {len(images)} and {len(targets)}")
-    model.eval()
     dev = next(model.parameters()).device
     size = images.shape[-1]
     logits, boxes, matches, costs = [], [], [], []
     for i in range(0, len(images), batch_size):
-        out = model.forward_raw(images[i:i + batch_size].to(dev))
+        with evaluating(model):  # the caller's modes are restored afterwards
+            out = model.forward_raw(images[i:i + batch_size].to(dev))
         out = {"pred_logits": out["pred_logits"].float().cpu(), "pred_boxes": out["pred_boxes"].float().cpu()}
         tgt = model.normalized_targets(targets[i:i + batch_size], images.shape[-2:])
         matches += model.matcher(out, tgt)

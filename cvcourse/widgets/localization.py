@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from .. import viz
 from ..data import CLASSES, make_scene
 from ..ops.boxes import box_iou
+from ..inference import evaluating
 from . import check_setting, interactive_figure
 
 __all__ = ["window_shapes", "count_windows", "sliding_windows", "count_all_boxes",
@@ -96,10 +97,8 @@ def multiply_adds(model: nn.Module, input_size: Sequence[int]) -> int:
     hooks = [m.register_forward_hook(conv if isinstance(m, nn.Conv2d) else linear)
              for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     try:
-        was_training = model.training
-        with torch.no_grad():
-            model.eval()(torch.zeros(1, *input_size, device=next(model.parameters()).device))
-        model.train(was_training)
+        with evaluating(model), torch.no_grad():  # each module's mode restored afterwards
+            model(torch.zeros(1, *input_size, device=next(model.parameters()).device))
     finally:
         for h in hooks:
             h.remove()
@@ -237,7 +236,8 @@ def warp_figure(model, image: Tensor, proposals: Tensor, target: dict, n: int = 
     bg = [i for pair in zip(partial, empty) for i in pair] + partial[len(empty):] + empty[len(partial):]
     pick = torch.tensor((fg + bg)[:n])
     crops = warp_proposals(image[None], [proposals[pick]], model.crop_size)  # (n, 3, s, s)
-    probs = model.eval()(crops)[0].softmax(1)                            # (n, C+1)
+    with evaluating(model):  # the caller's modes are restored afterwards
+        probs = model(crops)[0].softmax(1)                            # (n, C+1)
     score, cls = probs.max(1)
     fig = Figure(figsize=(3.2 + 1.4 * ((len(pick) + 1) // 2), 3.2), layout="constrained")
     grid = fig.add_gridspec(2, 2 + (len(pick) + 1) // 2)

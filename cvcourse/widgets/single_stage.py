@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .. import viz
+from ..inference import evaluating
 from . import check_setting
 from ..data import CLASSES
 
@@ -39,9 +40,9 @@ def grid_outputs(model, images: torch.Tensor) -> list[dict]:
         one dict per image: "boxes" [S, S, B, 4] xyxy px, "confidence" [S, S, B] probabilities,
         "class_probs" [S, S, C].
     """
-    model.eval()
     dev = next(model.parameters()).device
-    g = model.grid(images.to(dev))
+    with evaluating(model):  # the caller's modes are restored afterwards
+        g = model.grid(images.to(dev))
     conf, probs = g.confidence.sigmoid().cpu(), g.class_logits.softmax(-1).cpu()
     return [{"boxes": b, "confidence": c, "class_probs": p}
             for b, c, p in zip(g.boxes.cpu(), conf, probs)]
