@@ -41,10 +41,10 @@ BAD_IMAGES = {  # label -> (make images from the side, message)
     "ImageNet-normalised": (lambda s: (torch.rand(1, 3, s, s) - 0.485) / 0.229, r"values in \[0, 1\]"),
     "NaN": (lambda s: torch.full((1, 3, s, s), float("nan")), "finite"),
     "inf": (lambda s: torch.full((1, 3, s, s), float("inf")), "finite"),
-    "one channel": (lambda s: torch.rand(1, 1, s, s), r"Tensor\[B, 3, H, W\]"),
-    "four channels": (lambda s: torch.rand(1, 4, s, s), r"Tensor\[B, 3, H, W\]"),
-    "no batch axis": (lambda s: torch.rand(3, s, s), r"Tensor\[B, 3, H, W\]"),
-    "a list": (lambda s: [torch.rand(3, s, s)], r"Tensor\[B, 3, H, W\]"),
+    "one channel": (lambda s: torch.rand(1, 1, s, s), r"must be a (Tensor)?\[B, 3, H, W\]"),
+    "four channels": (lambda s: torch.rand(1, 4, s, s), r"must be a (Tensor)?\[B, 3, H, W\]"),
+    "no batch axis": (lambda s: torch.rand(3, s, s), r"must be a (Tensor)?\[B, 3, H, W\]"),
+    "a list": (lambda s: [torch.rand(3, s, s)], r"must be a (Tensor)?\[B, 3, H, W\]"),
 }
 
 

@@ -54,7 +54,8 @@ CASES = [  # (call, message)
     (lambda: windows_figure(index=-1), "index must be >= 0"),
     # anchors
     (lambda: anchor_figure(high=1.5), r"high must be a number in \[0, 1\]"),
-    (lambda: anchor_figure(low=0.8, high=0.7), r"low must be a number in \[0, 0.7\]"),
+    (lambda: anchor_figure(low=0.8, high=0.7), "low_threshold must be <= high_threshold"),
+    (lambda: anchor_figure(low=-0.1), r"low must be a number in \[0, 1\]"),
     (lambda: anchor_figure(row=16), r"row and col must be in \[0, 16\)"),
     (lambda: anchor_figure(col=-1), "col must be an int >= 0"),
     (lambda: anchor_figure(stride=7), "stride must be a positive int dividing"),

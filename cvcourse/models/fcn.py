@@ -27,7 +27,10 @@ PAD_MODES = ("pad", "error")
 
 def check_images(x: Tensor, name: str = "x") -> None:
     """Raise unless `x` is a [B, 3, H, W] float batch in [0, 1] (see `models.checks`)."""
-    checks.check_images(x, name)
+    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a [B, 3, H, W] image batch, got {got}")
+    checks.check_images(x, name)  # dtype, finite, range
 
 
 def check_pad_mode(pad_mode: str) -> str:

@@ -54,7 +54,10 @@ def extract_patches(images: Tensor, patch_size: int, padding_mode: str = "replic
 
 
 def _check_images(x: Tensor) -> None:
-    check_images(x, "images")
+    if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"images must be a [B, 3, H, W] batch, got {got}")
+    check_images(x, "images")  # dtype, finite, range
 
 
 def stack_multiply_adds(layers: List[Tuple[int, int, int]], h: int, w: int) -> int:

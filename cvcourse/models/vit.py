@@ -156,7 +156,10 @@ class VisionTransformer(nn.Module):
 
     def tokens(self, x: Tensor) -> Tensor:
         """Images ``[B, 3, S, S]`` → input tokens ``[B, T, dim]`` (CLS first, positions added)."""
-        check_images(x, "x")
+        if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x must be a [B, 3, H, W] image batch, got shape {got}")
+        check_images(x, "x")  # dtype, finite, range
         if x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(f"x must be {self.image_size}x{self.image_size} images, "
                              f"got {x.shape[-2]}x{x.shape[-1]}")
