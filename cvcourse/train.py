@@ -217,6 +217,7 @@ def train_recipe(name: str, *, steps: int | None = None, out_dir=None, device=No
                seed=recipe.seed, progress=progress)
     metrics = recipe.evaluate(model.eval(), split="test") if evaluate else {}
     record = pretrained.save(name, model, out_dir=out_dir, record={
+        "description": recipe.description,
         "config": recipe.config, "seed": recipe.seed, "steps": steps,
         "batch_size": recipe.batch_size, "lr": recipe.lr,
         "train_seconds": round(hist.seconds, 1), "hardware": devices.describe(hist.device),
@@ -231,8 +232,11 @@ def train_recipe(name: str, *, steps: int | None = None, out_dir=None, device=No
 def main(argv: Sequence[str] | None = None) -> int:
     from . import recipes
 
-    p = argparse.ArgumentParser(prog="python -m cvcourse.train", description=__doc__.split("\n")[0])
-    p.add_argument("name", help=f"recipe to train, one of: {', '.join(recipes.names())}")
+    listing = "\n".join(f"  {n}: {recipes.get(n).description}" for n in recipes.names())
+    p = argparse.ArgumentParser(prog="python -m cvcourse.train", description=__doc__.split("\n")[0],
+                                epilog=f"recipes:\n{listing}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="recipe to train (listed below)")
     p.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
     p.add_argument("--out", default=None, help="write here instead of the package's weights/")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")

@@ -7,7 +7,7 @@ evaluation and the bar the checkpoint must meet. `python -m cvcourse.train NAME`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
@@ -30,8 +30,7 @@ class Recipe:
     grad_clip: float | None = None
     collate_fn: Callable | None = None
     seed: int = 0
-    description: str = ""
-    extra: dict = field(default_factory=dict)
+    description: str = ""                    # one line: `python -m cvcourse.train --help` and the manifest
 
     def build(self) -> nn.Module:
         """A freshly initialised model with this recipe's config."""
