@@ -1,4 +1,6 @@
-"""cvcourse.ops.anchors and cvcourse.ops.matching against torchvision.models.detection: anchors, matcher, sampler, labels."""
+"""cvcourse.ops.anchors and cvcourse.ops.matching against torchvision.models.detection.
+
+Anchors, the IoU matcher, the sampler and the anchor labels."""
 
 import pytest
 import torch

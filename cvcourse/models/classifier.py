@@ -39,6 +39,7 @@ class ShapeClassifier(nn.Module):
         self.fc = nn.Linear(4 * w, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Class logits ``[B, num_classes]`` of images ``[B, 3, H, W]``."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"x must be a [B, 3, H, W] image batch, got shape {tuple(x.shape)}")
         f = self.features(x)                 # (B, K, h, w)

@@ -105,8 +105,15 @@ class SpatialPrior(nn.Module):
         nn.init.constant_(self.width.bias, math.log(init_width))         # widths in image units
 
     def forward(self, query: Tensor, grid: Tensor):
-        """query (B, Q, d), grid (T, 2) token centres as normalized (x, y) ->
-        additive attention bias (B * nhead, Q, T) and the centres (B, Q, 2)."""
+        """The attention bias of each query's Gaussian window, and the window centres.
+
+        Args:
+            query (Tensor[B, Q, d]): the queries (content + object query).
+            grid (Tensor[T, 2]): the tokens' centres, normalized (x, y).
+
+        Returns:
+            (bias, centre): additive attention bias ``[B * nhead, Q, T]`` and centres ``[B, Q, 2]``.
+        """
         B, Q, _ = query.shape
         centre = self.centre(query).sigmoid()                                     # (B, Q, 2)
         width = self.width(query).clamp(math.log(0.02), math.log(2.0)).exp()      # (B, Q, 2H)
@@ -194,6 +201,7 @@ class TransformerDecoder(nn.Module):
 
     @staticmethod
     def make_layer(d: int, nhead: int, ff: int, dropout: float) -> DecoderLayer:
+        """One decoder layer (`SMCADecoder` makes `SMCADecoderLayer` instead)."""
         return DecoderLayer(d, nhead, ff, dropout)
 
     def forward(self, memory: Tensor, pos: Tensor, query_pos: Tensor,
@@ -233,6 +241,7 @@ class SMCADecoder(TransformerDecoder):
 
     @staticmethod
     def make_layer(d: int, nhead: int, ff: int, dropout: float) -> DecoderLayer:
+        """One decoder layer with the spatial prior."""
         return SMCADecoderLayer(d, nhead, ff, dropout)
 
     def forward(self, memory: Tensor, pos: Tensor, query_pos: Tensor,
@@ -304,9 +313,17 @@ class SetCriterion(nn.Module):
         return {k: self.weights[k] * v for k, v in raw.items()}
 
     def forward(self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
-        """Args: outputs as `DETR.forward_raw`; targets per image {"labels" [N] in 1..C,
-        "boxes" [N, 4] normalized cxcywh}. Returns {"loss_ce", "loss_bbox", "loss_giou"} and,
-        for each auxiliary decoder layer i, the same names with suffix ``_i``."""
+        """The weighted losses of the final and every auxiliary decoder layer.
+
+        Args:
+            outputs (dict): as `DETR.forward_raw` returns them.
+            targets (list[dict[str, Tensor]]): per image ``"labels"`` ``[N]`` in 1..C and
+                ``"boxes"`` ``[N, 4]`` normalized cxcywh.
+
+        Returns:
+            dict[str, Tensor]: ``"loss_ce"``, ``"loss_bbox"``, ``"loss_giou"`` and, for each
+            auxiliary decoder layer i, the same names with suffix ``_i``.
+        """
         num_boxes = max(sum(len(t["labels"]) for t in targets), 1)     # normalise per true object
         losses = self._losses(outputs, targets, num_boxes)
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
@@ -368,8 +385,17 @@ class DETRConfig:
 
 
 def upgrade_state_dict_keys(key: str) -> str:
-    """A DETR state-dict key as this module names it (checkpoints saved before the decoder
-    became its own module said ``decoder.0.``, ``decoder_norm.`` and ``spatial_prior.``)."""
+    """A DETR state-dict key as this module names it.
+
+    Checkpoints saved before the decoder became its own module said ``decoder.0.``,
+    ``decoder_norm.`` and ``spatial_prior.``; `DETR` renames them when it loads.
+
+    Args:
+        key (str): a key of a DETR state dict, earlier or current.
+
+    Returns:
+        str: the current name.
+    """
     for old, new in (("decoder_norm.", "decoder.norm."), ("spatial_prior.", "decoder.prior.")):
         if key.startswith(old):
             return new + key[len(old):]
@@ -427,12 +453,14 @@ class DETR(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def train(self, mode: bool = True) -> "DETR":
+        """Set the mode; the frozen backbone layers stay in eval mode (fixed BatchNorm statistics)."""
         super().train(mode)
         self.backbone[:self.frozen_backbone_layers].eval()           # frozen BatchNorm statistics
         return self
 
     @property
     def matcher(self) -> HungarianMatcher:
+        """The `HungarianMatcher` the loss pairs queries with objects by."""
         return self.criterion.matcher
 
     def forward_raw(self, images: Tensor) -> Dict[str, object]:
@@ -487,8 +515,12 @@ class DETR(nn.Module):
                 for b, s, lab in zip(boxes, scores, labels)]
 
     def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [B, 3, H, W] in [0, 1]; targets (training): per image {"boxes" xyxy
-        pixels, "labels" 1..C}.
+        """The losses (training) or one detection per query (eval).
+
+        Args:
+            images (Tensor[B, 3, H, W]): images in [0, 1].
+            targets (list[dict[str, Tensor]] or None): training only, per image ``"boxes"``
+                xyxy pixels and ``"labels"`` in 1..C.
 
         Returns:
             training: {"loss_ce", "loss_bbox", "loss_giou"} (weighted) plus "..._i" for each

@@ -63,6 +63,7 @@ class SingleObjectLocalizer(nn.Module):
         self.box_head = nn.Linear(16 * w, 4)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Class logits ``[B, C]`` and normalized cx, cy, w, h boxes ``[B, 4]`` of images ``[B, 3, H, W]``."""
         if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 3:
             got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"images must be a Tensor[B, 3, H, W], got {got}")

@@ -65,6 +65,7 @@ class MaskHead(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Per-class mask logits ``[K, C, 28, 28]`` of RoI features ``[K, c, 14, 14]``."""
         x = self.convs(x)                                   # (K, c, 14, 14)
         x = F.relu(self.upsample(x))                        # (K, c, 28, 28)
         return self.logits(x)                               # (K, C+1, 28, 28)
@@ -102,8 +103,10 @@ def maskrcnn_loss(mask_logits: Tensor, boxes: List[Tensor], gt_masks: List[Tenso
 
     Args:
         mask_logits: [K, C+1, M, M] for the positive RoIs of all images, in order.
-        boxes, labels, matched_idxs: per image the positive RoIs [K_i, 4], their classes
-            [K_i] (1..C) and matched ground-truth indices [K_i]. gt_masks: per image [G_i, H, W].
+        boxes: per image the positive RoIs [K_i, 4].
+        gt_masks: per image the ground-truth masks [G_i, H, W].
+        labels: per image the positive RoIs' classes [K_i] (1..C).
+        matched_idxs: per image the positive RoIs' matched ground-truth indices [K_i].
 
     Returns: a scalar; 0 (still connected to the graph) when there is no positive RoI.
     """
@@ -118,8 +121,11 @@ def maskrcnn_loss(mask_logits: Tensor, boxes: List[Tensor], gt_masks: List[Tenso
 
 # ----------------------------------------------------------------------------- pasting
 def _paste_weights(start: Tensor, length: Tensor, m: int, size: int) -> Tensor:
-    """Bilinear weights (align_corners=False) that resize m cells to `length` pixels placed at
-    integer `start`, read at image pixels 0..size-1: [K, size, m]; rows outside are 0."""
+    """Bilinear weights (align_corners=False) that resize m cells to `length` pixels.
+
+    The resized cells are placed at integer `start` and read at image pixels 0..size-1:
+    the result is [K, size, m]; rows outside are 0.
+    """
     pixel = torch.arange(size, device=start.device)                  # (size,)
     j = pixel[None, :] - start[:, None]                              # (K, size) index in the box
     inside = (j >= 0) & (j < length[:, None])
@@ -146,8 +152,10 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Tuple[int, int
     once as ``Wy[k] @ mask[k] @ Wx[k].T`` (no loop over masks).
 
     Args:
-        masks: [N, 1, M, M] float (probabilities or logits). boxes: [N, 4] xyxy in pixels.
-        img_shape: (H, W). padding: cells of zeros around each mask (torchvision: 1).
+        masks: [N, 1, M, M] float (probabilities or logits).
+        boxes: [N, 4] xyxy in pixels.
+        img_shape: (H, W).
+        padding: cells of zeros around each mask (torchvision: 1).
 
     Returns: [N, 1, H, W] of masks' dtype; [0, 1, H, W] for no masks.
     """

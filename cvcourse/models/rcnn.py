@@ -96,8 +96,10 @@ class RCNN(nn.Module):
         """Detections per image ``{"boxes", "scores", "labels"}`` after per-class NMS.
 
         Args:
-            images [B, 3, H, W]; proposals: per image Tensor[K, 4], or None to run
-            selective search (``cvcourse.proposals.propose``) here.
+            images (Tensor[B, 3, H, W]): images in [0, 1].
+            proposals (list[Tensor[K, 4]] or None): per image the regions to classify, or
+                None to run selective search (``cvcourse.proposals.propose``) here.
+            max_proposals (int): regions kept per image when searching here.
         """
         if proposals is None:
             from ..proposals import propose

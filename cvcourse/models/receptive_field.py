@@ -44,8 +44,10 @@ def receptive_field(layers: Sequence[Tuple[int, ...]]) -> int:
 
 
 def layers_of(module: nn.Module) -> List[Tuple[int, int, int]]:
-    """``(kernel, stride, dilation)`` of every Conv2d / MaxPool2d / AvgPool2d in `module`, in
-    definition order (the forward order for a chain of ``nn.Sequential`` blocks)."""
+    """``(kernel, stride, dilation)`` of every Conv2d / MaxPool2d / AvgPool2d in `module`.
+
+    In definition order (the forward order for a chain of ``nn.Sequential`` blocks).
+    """
     out = []
     for m in module.modules():
         if isinstance(m, nn.Conv2d):

@@ -73,6 +73,7 @@ class FeaturePyramid(nn.Module):
                                     for _ in range(levels))
 
     def forward(self, features: List[Tensor]) -> List[Tensor]:
+        """The pyramid: one ``[N, out_channels, h_l, w_l]`` map per input level."""
         laterals = [lat(f) for lat, f in zip(self.lateral, features)]
         for i in range(len(laterals) - 2, -1, -1):               # coarse to fine
             laterals[i] = laterals[i] + F.interpolate(laterals[i + 1], size=laterals[i].shape[-2:],
@@ -155,8 +156,11 @@ class RetinaNet(nn.Module):
         return logits, deltas
 
     def match(self, anchors: Tensor, targets: List[Dict[str, Tensor]]):
-        """Per image: matched gt index per anchor [N, A] (-1 negative, -2 ignored), gt boxes [N, A, 4],
-        and one-hot class targets [N, A, C]."""
+        """The training targets of every anchor, per image.
+
+        Returns matched gt index per anchor [N, A] (-1 negative, -2 ignored), gt boxes
+        [N, A, 4] and one-hot class targets [N, A, C].
+        """
         matched, boxes, onehot = [], [], []
         for t in targets:                                     # a loop over the images
             m = self.matcher(box_iou(t["boxes"], anchors))    # (A,)
@@ -188,6 +192,7 @@ class RetinaNet(nn.Module):
     @torch.no_grad()
     def postprocess(self, logits: List[Tensor], deltas: List[Tensor], anchors: List[Tensor],
                     image_size) -> List[Dict[str, Tensor]]:
+        """Per image ``{"boxes", "scores", "labels"}`` from each level's logits and deltas."""
         out, c = [], self.num_classes
         for i in range(logits[0].shape[0]):                   # a loop over the images
             boxes, scores, labels = [], [], []
@@ -209,8 +214,10 @@ class RetinaNet(nn.Module):
 
     @torch.no_grad()
     def anchor_logits(self, images: Tensor, targets: List[Dict[str, Tensor]]):
-        """Classification logits and one-hot targets of the anchors not ignored, [V, C] each
-        (V = anchors of all images that are positive or negative), in eval mode."""
+        """Classification logits and one-hot targets of the anchors not ignored, [V, C] each.
+
+        V counts the anchors of all images that are positive or negative; computed in eval mode.
+        """
         was_training = self.training
         self.eval()
         images = images.to(next(self.parameters()).device)
@@ -224,8 +231,11 @@ class RetinaNet(nn.Module):
         return logits[valid], onehot[valid]
 
     def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [N, 3, H, W] in [0, 1] (H, W multiples of 32); targets: per image
-        {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
+        """The losses (training) or the detections (eval).
+
+        Args:
+            images: [N, 3, H, W] in [0, 1] (H, W multiples of 32).
+            targets: per image {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
 
         Returns:
             training: {"loss_classifier", "loss_box_reg"};

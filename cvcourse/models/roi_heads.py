@@ -36,6 +36,7 @@ class TwoMLPHead(nn.Module):
         self.fc7 = nn.Linear(representation_size, representation_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Flattened RoI features ``[K, C, 7, 7]`` to representations ``[K, R]``."""
         return F.relu(self.fc7(F.relu(self.fc6(x.flatten(1)))))  # (K, R)
 
 
@@ -58,8 +59,10 @@ def proposal_targets(proposals: List[Tensor], targets: List[Dict[str, Tensor]], 
     """Label each proposal by its best ground truth and encode the box it should move to.
 
     Args:
-        proposals: per image Tensor[K, 4] xyxy. targets: per image {"boxes" [G, 4], "labels" [G]}.
+        proposals: per image Tensor[K, 4] xyxy.
+        targets: per image {"boxes" [G, 4], "labels" [G]}.
         matcher: e.g. ``Matcher(0.5, 0.5)``: IoU >= 0.5 is that object, below is background.
+        box_coder: encodes each proposal's deltas to its matched box.
 
     Returns:
         (labels, regression_targets): per image int64 [K] (0 background, -1 ignored by the
@@ -239,6 +242,7 @@ class RoIHeads(nn.Module):
 
     def postprocess(self, class_logits: Tensor, box_deltas: Tensor, proposals: List[Tensor],
                     image_size: Tuple[int, int]) -> List[Dict[str, Tensor]]:
+        """`postprocess_detections` with this head's box coder and thresholds."""
         return postprocess_detections(class_logits, box_deltas, proposals, image_size,
                                       self.box_coder, self.score_thresh, self.nms_thresh,
                                       self.detections_per_img, self.min_size)

@@ -38,6 +38,7 @@ class RPNHead(nn.Module):
             nn.init.constant_(layer.bias, 0)
 
     def forward(self, features: Tensor) -> Tuple[Tensor, Tensor]:
+        """Objectness ``[B, A, h, w]`` and box deltas ``[B, 4A, h, w]`` at every feature cell."""
         t = F.relu(self.conv(features))                 # (B, C, h, w)
         return self.cls_logits(t), self.bbox_pred(t)    # (B, A, h, w), (B, 4A, h, w)
 

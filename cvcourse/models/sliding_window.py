@@ -110,6 +110,7 @@ class PatchClassifier(nn.Module):
         )
 
     def forward(self, patches: Tensor) -> Tensor:
+        """Class logits ``[N, C]`` of patches ``[N, 3, P, P]`` (the centre pixel's class)."""
         p = self.patch_size
         if patches.dim() != 4 or tuple(patches.shape[1:]) != (3, p, p):
             raise ValueError(f"patches must be [N, 3, {p}, {p}], got {tuple(patches.shape)}")
@@ -203,6 +204,7 @@ class FullyConvolutionalPatchClassifier(nn.Module):
         self.patch_size, self.padding_mode = patch_size, padding_mode
 
     def forward(self, images: Tensor) -> Tensor:
+        """Class scores ``[B, C, H, W]`` of every pixel of images ``[B, 3, H, W]``, in one pass."""
         _check_images(images)
         padded = _pad_for_patches(images, self.patch_size, self.padding_mode)  # (B, 3, H+P-1, W+P-1)
         return self.head(self.features(padded))  # (B, C, H, W)

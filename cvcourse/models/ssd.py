@@ -54,8 +54,11 @@ def default_boxes(feature_shape: Tuple[int, int], stride: int, scale: float, nex
     Args:
         feature_shape ((h, w)): the map's size in cells.
         stride (int): image pixels per cell.
-        scale, next_scale (float): this map's box size and the next map's, in pixels.
+        scale (float): this map's box size, in pixels.
+        next_scale (float): the next map's box size, in pixels.
         aspect_ratios: the extra (non-square) ratios.
+        dtype: of the result.
+        device: of the result.
 
     Returns:
         Tensor[h * w * A, 4]: xyxy boxes, cells in row-major order, then the
@@ -152,8 +155,10 @@ class SSD(nn.Module):
         return torch.cat(logits, 1), torch.cat(deltas, 1)
 
     def match_indices(self, anchors: Tensor, gt_boxes: Tensor) -> Tensor:
-        """SSD's matching for one image: Tensor[D] index of each default box's ground truth,
-        or -1. IoU >= threshold matches; each ground truth also takes its best default box."""
+        """SSD's matching for one image: Tensor[D] index of each default box's ground truth, or -1.
+
+        IoU >= threshold matches; each ground truth also takes its best default box.
+        """
         iou = box_iou(gt_boxes, anchors)                    # (G, D)
         matched = self.matcher(iou).clamp(min=-1)           # (D,) gt index if IoU >= 0.5
         if len(gt_boxes):
@@ -176,6 +181,7 @@ class SSD(nn.Module):
 
     def compute_loss(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
                      targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+        """``loss_classifier`` (mined negatives) and ``loss_box_reg`` (positives), per positive."""
         labels, matched_boxes = self.match(anchors, targets)            # (N, D), (N, D, 4)
         positive = labels > 0
         num_pos = positive.sum().clamp(min=1)
@@ -190,6 +196,7 @@ class SSD(nn.Module):
     @torch.no_grad()
     def postprocess(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
                     image_size) -> List[Dict[str, Tensor]]:
+        """Per image ``{"boxes", "scores", "labels"}``: threshold, decode, per-class NMS."""
         out = []
         c = self.num_classes
         for lg, dl in zip(logits, deltas):                   # a loop over the images
@@ -207,8 +214,11 @@ class SSD(nn.Module):
         return out
 
     def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [N, 3, H, W] in [0, 1] (H = W, a multiple of 32); targets: per image
-        {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
+        """The losses (training) or the detections (eval).
+
+        Args:
+            images: [N, 3, H, W] in [0, 1] (H = W, a multiple of 32).
+            targets: per image {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
 
         Returns:
             training: {"loss_classifier", "loss_box_reg"};

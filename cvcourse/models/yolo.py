@@ -209,8 +209,11 @@ class YOLO(nn.Module):
         return out
 
     def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [N, 3, H, W] in [0, 1], H = W a multiple of the stride; targets: per
-        image {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
+        """The losses (training) or the detections (eval).
+
+        Args:
+            images: [N, 3, H, W] in [0, 1], H = W a multiple of the stride.
+            targets: per image {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
 
         Returns:
             training: {"loss_box_reg", "loss_objectness", "loss_no_object", "loss_classifier"};

@@ -1,5 +1,8 @@
-"""Detection and segmentation operators, written in plain PyTorch and checked against
-torchvision / torch. Signatures mirror torchvision's, so either can be swapped in."""
+"""Detection and segmentation operators, written in plain PyTorch.
+
+Each is checked against torchvision / torch. Signatures mirror torchvision's, so either can
+be swapped in.
+"""
 
 from .boxes import (
     BOX_FORMATS,

@@ -17,8 +17,6 @@ from typing import List, NamedTuple, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from .boxes import check_boxes
-
 __all__ = ["AnchorGenerator", "anchors_for", "cell_anchors"]
 
 IntPair = Union[int, Tuple[int, int]]
@@ -46,6 +44,8 @@ def cell_anchors(
     Args:
         sizes (sequence of float): anchor sizes (square roots of their areas), in pixels.
         aspect_ratios (sequence of float): height / width ratios, all > 0.
+        dtype (torch.dtype): of the result.
+        device (torch.device, optional): of the result.
 
     Returns:
         Tensor[len(aspect_ratios) * len(sizes), 4]: xyxy anchors, anchor ``r * len(sizes) + s``
@@ -88,8 +88,10 @@ def anchors_for(
     Args:
         feature_shape ((h, w)): the feature map's height and width, in cells.
         stride (int or (sy, sx)): image pixels per cell.
-        sizes, ratios: as in `cell_anchors`.
-        device, dtype: of the result.
+        sizes (sequence of float): anchor sizes, as in `cell_anchors`.
+        ratios (sequence of float): aspect ratios, as in `cell_anchors`.
+        device (torch.device, optional): of the result.
+        dtype (torch.dtype): of the result.
 
     Returns:
         Tensor[h * w * A, 4]: xyxy anchors, location-major (cells in row-major order), then
@@ -120,6 +122,7 @@ class AnchorGenerator(nn.Module):
         self.cell_anchors = [cell_anchors(s, r) for s, r in zip(sizes, aspect_ratios)]  # [A_i, 4]
 
     def num_anchors_per_location(self) -> List[int]:
+        """Anchors per feature cell, for each feature map (torchvision's name)."""
         return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios)]
 
     def grid_anchors(

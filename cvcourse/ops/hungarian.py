@@ -94,8 +94,11 @@ class HungarianMatcher(nn.Module):
     @torch.no_grad()
     def cost_parts(self, outputs: Dict[str, Tensor], targets: Sequence[Dict[str, Tensor]]
                    ) -> List[Dict[str, Tensor]]:
-        """The unweighted cost terms per image: {"class", "bbox", "giou"} each ``[Q, N_i]``,
-        and "total", their weighted sum (the matrix the assignment minimises)."""
+        """The cost terms per image, unweighted, and their weighted sum.
+
+        Returns per image {"class", "bbox", "giou"} each ``[Q, N_i]``, and "total", their
+        weighted sum (the matrix the assignment minimises).
+        """
         check_matcher_inputs(outputs, targets)
         B, Q, K = outputs["pred_logits"].shape
         if B == 0:
@@ -124,9 +127,12 @@ class HungarianMatcher(nn.Module):
     @torch.no_grad()
     def forward(self, outputs: Dict[str, Tensor], targets: Sequence[Dict[str, Tensor]]
                 ) -> List[Tuple[Tensor, Tensor]]:
-        """Per image ``(pred_indices [N_i], target_indices [N_i])``, int64, pred_indices sorted;
-        prediction ``pred_indices[k]`` is matched to target ``target_indices[k]``. An image
-        without targets gets two empty tensors."""
+        """The one-to-one assignment of minimum total cost, per image.
+
+        Returns per image ``(pred_indices [N_i], target_indices [N_i])``, int64, pred_indices
+        sorted; prediction ``pred_indices[k]`` is matched to target ``target_indices[k]``. An
+        image without targets gets two empty tensors.
+        """
         out = []
         for cost in self.cost_matrix(outputs, targets):
             if cost.shape[1] == 0:
@@ -140,4 +146,5 @@ class HungarianMatcher(nn.Module):
         return out
 
     def extra_repr(self) -> str:
+        """The cost weights, shown in the module's repr."""
         return f"cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, cost_giou={self.cost_giou}"

@@ -120,6 +120,8 @@ class BalancedPositiveNegativeSampler:
 
 
 class AnchorLabels(NamedTuple):
+    """The training labels of anchors, as `label_anchors` returns them."""
+
     labels: Tensor  # (A,) int64: 1 positive, 0 negative, -1 ignored
     matched_gt: Tensor  # (A,) int64: index of the matched ground-truth box for positives, else -1
     iou: Tensor  # (A,) best IoU of each anchor with any ground truth (0 without ground truth)
@@ -141,7 +143,8 @@ def label_anchors(
     Args:
         anchors (Tensor[A, 4]): xyxy anchors.
         gt_boxes (Tensor[G, 4]): xyxy ground-truth boxes (G may be 0).
-        high, low (float): IoU thresholds.
+        high (float): IoU at and above which an anchor is positive.
+        low (float): IoU below which an anchor is negative.
         allow_low_quality_matches (bool): also make each ground truth's best anchors positive.
 
     Returns:

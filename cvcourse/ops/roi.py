@@ -112,9 +112,12 @@ def _round_half_away(v: Tensor) -> Tensor:
 
 
 def _divide(x: Tensor, n: int) -> Tensor:
-    """``x / n`` correctly rounded on every device. CUDA divides by a Python number as a
-    product with its reciprocal, which can be one bit off (7 * (1/3) * 3 = 7.000000000000001):
-    a floor or ceil of it then moves a bin edge by a whole cell. A tensor divisor is divided."""
+    """``x / n`` correctly rounded on every device.
+
+    CUDA divides by a Python number as a product with its reciprocal, which can be one bit
+    off (7 * (1/3) * 3 = 7.000000000000001): a floor or ceil of it then moves a bin edge by a
+    whole cell. A tensor divisor is divided.
+    """
     return x / x.new_full((), n)
 
 
@@ -310,7 +313,10 @@ def bilinear_sample_points(
 
     Args:
         box (Tensor[4]): one xyxy box in input pixels.
-        output_size, sampling_ratio, spatial_scale, aligned: as in `roi_align`.
+        output_size (int or (h, w)): as in `roi_align`.
+        sampling_ratio (int): as in `roi_align`.
+        spatial_scale (float): as in `roi_align`.
+        aligned (bool): as in `roi_align`.
         map_size ((H, W), optional): the feature map's size, to mark samples that read 0.
 
     Returns:
@@ -385,9 +391,11 @@ class RoIPool(nn.Module):
         self.output_size, self.spatial_scale = _output_size(output_size), spatial_scale
 
     def forward(self, input: Tensor, rois: Boxes) -> Tensor:
+        """`roi_pool` with this module's settings."""
         return roi_pool(input, rois, self.output_size, self.spatial_scale)
 
     def extra_repr(self) -> str:
+        """The settings, shown in the module's repr."""
         return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
 
 
@@ -402,11 +410,13 @@ class RoIAlign(nn.Module):
         self.sampling_ratio, self.aligned = sampling_ratio, aligned
 
     def forward(self, input: Tensor, rois: Boxes) -> Tensor:
+        """`roi_align` with this module's settings."""
         return roi_align(
             input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
         )
 
     def extra_repr(self) -> str:
+        """The settings, shown in the module's repr."""
         return (
             f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
             f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}"

@@ -1,5 +1,6 @@
-"""In-network upsampling, written from scratch: nearest, bed of nails, max unpooling and
-transposed convolution.
+"""In-network upsampling, written from scratch.
+
+Nearest, bed of nails, max unpooling and transposed convolution.
 
 A segmentation network downsamples for context and must upsample back to the input's
 resolution. The first three operators here have no parameters; the transposed convolution
@@ -100,7 +101,9 @@ def max_pool2d_with_indices(
 
     Args:
         x: feature map ``[N, C, H, W]``.
-        kernel_size, stride, padding: as in ``F.max_pool2d`` (stride defaults to kernel_size).
+        kernel_size: the pooling window, as in ``F.max_pool2d``.
+        stride: the window's step (defaults to kernel_size).
+        padding: as in ``F.max_pool2d``.
 
     Returns:
         ``(pooled, indices)``, both ``[N, C, Ho, Wo]``; ``indices`` are int64 positions in the
@@ -124,7 +127,9 @@ def max_unpool2d(
         x: pooled values ``[N, C, H, W]``.
         indices: int64 ``[N, C, H, W]`` from ``max_pool2d_with_indices``: a position in the
             flattened ``Ho*Wo`` output plane for every value.
-        kernel_size, stride, padding: those of the pooling (stride defaults to kernel_size).
+        kernel_size: the pooling's window.
+        stride: the pooling's step (defaults to kernel_size).
+        padding: the pooling's padding.
         output_size: ``(Ho, Wo)`` or ``(N, C, Ho, Wo)``; defaults to
             ``((H-1)*stride - 2*padding + kernel_size)`` per axis, as in ``F.max_unpool2d``.
 
@@ -168,8 +173,10 @@ def conv_transpose2d(
     groups: int = 1,
     dilation: IntPair = 1,
 ) -> Tensor:
-    """Transposed convolution: each input value places a weighted copy of the filter into
-    the output, and overlapping copies are summed.
+    """Transposed convolution: the sum of a weighted copy of the filter per input value.
+
+    Each input value places a weighted copy of the filter into the output, and overlapping
+    copies are summed.
 
     Same signature and result as ``F.conv_transpose2d``.
 
@@ -270,7 +277,8 @@ def conv_transpose2d_matrix(
     Args:
         weight: ``[kh, kw]`` (or ``[1, 1, kh, kw]``).
         input_size: ``(H, W)`` of the input plane.
-        stride, padding: as in ``conv_transpose2d``.
+        stride: as in ``conv_transpose2d``.
+        padding: as in ``conv_transpose2d``.
 
     Returns:
         ``T`` of shape ``[Ho*Wo, H*W]`` with ``convT(x).flatten() == T @ x.flatten()``.
@@ -291,7 +299,8 @@ def conv2d_matrix(
     Args:
         weight: ``[kh, kw]`` (or ``[1, 1, kh, kw]``).
         input_size: ``(H, W)`` of the input plane.
-        stride, padding: as in ``F.conv2d``.
+        stride: as in ``F.conv2d``.
+        padding: as in ``F.conv2d``.
 
     Returns:
         ``C`` of shape ``[Ho*Wo, H*W]``.

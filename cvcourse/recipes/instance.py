@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Dict, List
 
-import torch
 from torch import Tensor, nn
 
 from ..data import detection_collate
