@@ -277,8 +277,10 @@ class SetCriterion(nn.Module):
         matcher: a `HungarianMatcher`.
         eos_coef: weight of the "no object" class in the cross-entropy (most queries are
             unmatched; without it the model learns to say "no object" everywhere).
-        weight_ce, weight_bbox, weight_giou: loss weights. The returned losses are already
-            weighted, so ``sum(losses.values())`` is the total loss.
+        weight_ce: loss weight of the cross-entropy.
+        weight_bbox: loss weight of the L1 box loss.
+        weight_giou: loss weight of the GIoU loss. The returned losses are already weighted,
+            so ``sum(losses.values())`` is the total loss.
     """
 
     def __init__(self, num_classes: int, matcher: HungarianMatcher, eos_coef: float = 0.1,

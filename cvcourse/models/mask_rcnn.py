@@ -45,9 +45,14 @@ __all__ = ["MaskHead", "MaskRCNN", "MaskRoIHeads", "mask_targets", "maskrcnn_los
 class MaskHead(nn.Module):
     """The mask branch's FCN: 3x3 convs at 14x14, a 2x transposed conv to 28x28, 1x1 scores.
 
-    Args: in_channels; channels of the hidden layers; layers: number of 3x3 convs;
-    num_classes (background excluded). Input [K, in_channels, 14, 14] -> logits
-    [K, num_classes + 1, 28, 28] (channel 0, background, is never trained or used).
+    Args:
+        in_channels: channels of the pooled RoI features.
+        channels: channels of the hidden layers.
+        layers: number of 3x3 convs.
+        num_classes: object classes (background excluded).
+
+    Input [K, in_channels, 14, 14] -> logits [K, num_classes + 1, 28, 28] (channel 0,
+    background, is never trained or used).
     """
 
     def __init__(self, in_channels: int, channels: int = 32, layers: int = 4, num_classes: int = 3):
@@ -78,8 +83,11 @@ def mask_targets(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, size: in
     As torchvision's ``project_masks_on_boxes``: RoI Align (``sampling_ratio=-1``,
     ``aligned=False``) of mask ``matched_idxs[k]`` over box ``boxes[k]``; values in [0, 1].
 
-    Args: gt_masks [G, H, W] (bool or float) of one image; boxes [K, 4] xyxy in pixels;
-    matched_idxs [K] int in [0, G); size: M.
+    Args:
+        gt_masks: [G, H, W] (bool or float) of one image.
+        boxes: [K, 4] xyxy in pixels.
+        matched_idxs: [K] int in [0, G).
+        size: M, the side of the targets.
     """
     if not isinstance(gt_masks, Tensor) or gt_masks.dim() != 3:
         raise ValueError(f"gt_masks must be a Tensor[G, H, W], got "
@@ -108,7 +116,8 @@ def maskrcnn_loss(mask_logits: Tensor, boxes: List[Tensor], gt_masks: List[Tenso
         labels: per image the positive RoIs' classes [K_i] (1..C).
         matched_idxs: per image the positive RoIs' matched ground-truth indices [K_i].
 
-    Returns: a scalar; 0 (still connected to the graph) when there is no positive RoI.
+    Returns:
+        A scalar; 0 (still connected to the graph) when there is no positive RoI.
     """
     m = mask_logits.shape[-1]
     targets = [mask_targets(g, b, i, m) for g, b, i in zip(gt_masks, boxes, matched_idxs)]
@@ -157,7 +166,8 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Tuple[int, int
         img_shape: (H, W).
         padding: cells of zeros around each mask (torchvision: 1).
 
-    Returns: [N, 1, H, W] of masks' dtype; [0, 1, H, W] for no masks.
+    Returns:
+        [N, 1, H, W] of masks' dtype; [0, 1, H, W] for no masks.
     """
     if not isinstance(masks, Tensor) or masks.dim() != 4 or masks.shape[1] != 1 \
             or masks.shape[2] != masks.shape[3]:
@@ -190,11 +200,18 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Tuple[int, int
 class MaskRoIHeads(RoIHeads):
     """`RoIHeads` (box branch) plus the mask branch: pooler, `MaskHead`, loss, pasting.
 
-    Args (beyond RoIHeads'): mask_pooler ``"align"`` (RoI Align, aligned, sampling ratio 2)
-    or ``"pool"`` (RoI Pool); mask_pool_size (14; the masks are twice that);
-    mask_channels, mask_layers: the FCN's width and number of 3x3 convs;
-    mask_batch_size_per_image: train the mask branch on at most this many of each image's
-    sampled positive RoIs (None: all, as torchvision) to bound its cost.
+    Args:
+        in_channels: as in `RoIHeads`.
+        stride: as in `RoIHeads`.
+        num_classes: as in `RoIHeads`.
+        pooler: the box branch's, as in `RoIHeads`.
+        mask_pooler: ``"align"`` (RoI Align, aligned, sampling ratio 2) or ``"pool"`` (RoI Pool).
+        mask_pool_size: the pooled grid (14; the masks are twice that).
+        mask_channels: the FCN's width.
+        mask_layers: the FCN's number of 3x3 convs.
+        mask_batch_size_per_image: train the mask branch on at most this many of each
+            image's sampled positive RoIs (None: all, as torchvision) to bound its cost.
+        **box_kwargs: the other settings of `RoIHeads`.
     """
 
     def __init__(self, in_channels: int, stride: int, num_classes: int = 3, pooler: str = "align",
@@ -269,9 +286,11 @@ def _check_masks(images: Tensor, targets) -> None:
 class MaskRCNN(FasterRCNN):
     """Faster R-CNN (same backbone, RPN and box branch) with a mask branch.
 
-    Args: those of `FasterRCNN` (``pooler`` is the box branch's), plus ``mask_pooler``,
-    ``mask_pool_size``, ``mask_channels``, ``mask_layers``, ``mask_batch_size_per_image``
-    of `MaskRoIHeads`.
+    Args:
+        num_classes: as in `FasterRCNN`; so are ``width``, ``stride``, ``representation_size``,
+            ``box_*`` and ``pooler`` (the box branch's).
+        mask_pooler: as in `MaskRoIHeads`; so are ``mask_pool_size``, ``mask_channels``,
+            ``mask_layers`` and ``mask_batch_size_per_image``.
     """
 
     def __init__(self, num_classes: int = 3, width: int = 24, stride: int = 8,
@@ -295,7 +314,11 @@ class MaskRCNN(FasterRCNN):
                                       mask_batch_size_per_image=mask_batch_size_per_image, **box)
 
     def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [B, 3, H, W] in [0, 1]; targets: per image {"boxes", "labels", "masks"}.
+        """The five losses (training) or the detections with their masks (eval).
+
+        Args:
+            images: [B, 3, H, W] in [0, 1].
+            targets: per image {"boxes", "labels", "masks"} (training only).
 
         Returns:
             training: the four Faster R-CNN losses and ``loss_mask``;

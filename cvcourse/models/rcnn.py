@@ -75,9 +75,13 @@ class RCNN(nn.Module):
         self.detections_per_img = detections_per_img
 
     def forward(self, crops: Tensor) -> Tuple[Tensor, Tensor]:
-        """Args: crops [K, 3, s, s], one per proposal.
+        """Classify and regress warped proposal crops.
 
-        Returns: logits [K, C+1] and deltas [K, 4(C+1)].
+        Args:
+            crops: [K, 3, s, s], one per proposal.
+
+        Returns:
+            logits [K, C+1] and deltas [K, 4(C+1)].
         """
         if not isinstance(crops, Tensor) or crops.dim() != 4 or crops.shape[1] != 3:
             got = tuple(crops.shape) if isinstance(crops, Tensor) else type(crops).__name__
@@ -127,7 +131,8 @@ def rcnn_loss(model: RCNN, batch, batch_size_per_image: int = 64,
     are labelled by `rcnn_targets`, and `batch_size_per_image` of them are sampled per image
     with at most `positive_fraction` positives, as in Fast R-CNN's training.
 
-    Returns: ``{"loss_classifier", "loss_box_reg"}``.
+    Returns:
+        ``{"loss_classifier", "loss_box_reg"}``.
     """
     images, targets, proposals = batch
     _check_images(images, proposals)

@@ -101,14 +101,24 @@ class RetinaNet(nn.Module):
 
     Args:
         num_classes: object classes C (sigmoid per class; no background output).
-        width: backbone width. fpn_channels: pyramid and subnet width. head_depth: 3x3
-            conv + ReLU layers in each subnet before its output conv (the paper: 4).
-        head_norm: GroupNorm after each hidden subnet conv. fpn: False puts the subnets
-            straight on the backbone's maps (then fpn_channels must equal 4 * width).
-        anchor_sizes: per pyramid level, the anchor sizes (px). aspect_ratios: for all levels.
-        loss: "focal" or "bce". alpha, gamma: the focal loss's. prior: pi of the bias init.
-        fg_iou_thresh, bg_iou_thresh: anchor labelling (0.5, 0.4).
-        score_thresh, nms_thresh, detections_per_img, topk_candidates: inference.
+        width: backbone width.
+        fpn_channels: pyramid and subnet width.
+        head_depth: 3x3 conv + ReLU layers in each subnet before its output conv (the paper: 4).
+        head_norm: GroupNorm after each hidden subnet conv.
+        fpn: False puts the subnets straight on the backbone's maps (then fpn_channels must
+            equal 4 * width).
+        anchor_sizes: per pyramid level, the anchor sizes (px).
+        aspect_ratios: for all levels.
+        loss: "focal" or "bce".
+        alpha: the focal loss's class weight.
+        gamma: the focal loss's focusing exponent.
+        prior: pi of the classification bias init.
+        fg_iou_thresh: IoU at and above which an anchor is positive (0.5).
+        bg_iou_thresh: IoU below which an anchor is negative (0.4).
+        score_thresh: inference: drop scores at or below it.
+        nms_thresh: inference: per-class NMS IoU threshold.
+        detections_per_img: inference: most detections kept per image.
+        topk_candidates: inference: candidates kept per level before NMS.
     """
 
     def __init__(self, num_classes: int = 3, width: int = 16, fpn_channels: int = 64,
@@ -179,7 +189,17 @@ class RetinaNet(nn.Module):
 
     def compute_loss(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
                      targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
-        """Args: logits [N, A, C], deltas [N, A, 4] (levels concatenated), anchors [A, 4]."""
+        """Focal (or BCE) classification loss and L1 box loss, each per positive anchor.
+
+        Args:
+            logits: [N, A, C] (levels concatenated).
+            deltas: [N, A, 4] (levels concatenated).
+            anchors: [A, 4].
+            targets: per image {"boxes" [G, 4] xyxy, "labels" [G] in 1..C}.
+
+        Returns:
+            {"loss_classifier", "loss_box_reg"}.
+        """
         matched, gt_boxes, onehot = self.match(anchors, targets)
         positive = matched >= 0                                       # (N, A)
         valid = matched != Matcher.BETWEEN_THRESHOLDS                 # ignored anchors drop out

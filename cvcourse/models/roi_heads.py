@@ -44,7 +44,11 @@ def fastrcnn_loss(class_logits: Tensor, box_deltas: Tensor, labels: Tensor,
                   regression_targets: Tensor) -> Tuple[Tensor, Tensor]:
     """Cross-entropy over all sampled RoIs; smooth-L1 on the deltas of each positive's class.
 
-    Args: class_logits [K, C+1]; box_deltas [K, 4(C+1)]; labels [K]; regression_targets [K, 4].
+    Args:
+        class_logits: [K, C+1] scores of the sampled RoIs.
+        box_deltas: [K, 4(C+1)] per-class deltas.
+        labels: [K] classes (0 background).
+        regression_targets: [K, 4] deltas to each RoI's matched box.
     """
     classification = F.cross_entropy(class_logits, labels)
     pos = torch.where(labels > 0)[0]

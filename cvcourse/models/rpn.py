@@ -57,10 +57,14 @@ class RegionProposalNetwork(nn.Module):
     Args:
         anchor_generator: an ``AnchorGenerator`` for one feature map.
         head: an ``RPNHead`` with as many anchors per location as the generator.
-        fg_iou_thresh, bg_iou_thresh: anchor labelling thresholds (0.7, 0.3).
-        batch_size_per_image, positive_fraction: the sampler (256, 0.5).
-        pre_nms_top_n, post_nms_top_n: dicts {"training": n, "testing": n}, as torchvision.
-        nms_thresh: IoU threshold among proposals (0.7). min_size: smallest proposal side.
+        fg_iou_thresh: IoU at and above which an anchor is positive (0.7).
+        bg_iou_thresh: IoU below which an anchor is negative (0.3).
+        batch_size_per_image: anchors sampled per image (256).
+        positive_fraction: largest share of positives in the sample (0.5).
+        pre_nms_top_n: proposals kept before NMS, a dict {"training": n, "testing": n}.
+        post_nms_top_n: proposals kept after NMS, a dict {"training": n, "testing": n}.
+        nms_thresh: IoU threshold among proposals (0.7).
+        min_size: smallest proposal side.
     """
 
     def __init__(self, anchor_generator: AnchorGenerator, head: RPNHead,
@@ -131,7 +135,12 @@ class RegionProposalNetwork(nn.Module):
 
     def forward(self, images: Tensor, features: Tensor,
                 targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [B, 3, H, W]; features [B, C, h, w]; targets (training only).
+        """Proposals, and in training the two RPN losses.
+
+        Args:
+            images: [B, 3, H, W].
+            features: [B, C, h, w].
+            targets: per image {"boxes", "labels"} (training only).
 
         Returns:
             (proposals, losses): per image Tensor[K, 4] xyxy proposals; a dict with

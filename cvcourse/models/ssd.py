@@ -111,8 +111,12 @@ class SSD(nn.Module):
         width: backbone width (maps have 4 * width channels).
         scales: default-box scale per map and one more (the last map's ``next_scale``), px.
         aspect_ratios: the non-square default-box ratios.
-        iou_thresh: matching threshold (0.5). neg_pos_ratio: hard negative mining (3).
-        score_thresh, nms_thresh, detections_per_img, topk_candidates: inference.
+        iou_thresh: matching threshold (0.5).
+        neg_pos_ratio: negatives kept per positive by hard negative mining (3).
+        score_thresh: inference: drop scores at or below it.
+        nms_thresh: inference: per-class NMS IoU threshold.
+        detections_per_img: inference: most detections kept per image.
+        topk_candidates: inference: candidates kept per class before NMS.
     """
 
     def __init__(self, num_classes: int = 3, width: int = 16,

@@ -102,9 +102,12 @@ class YOLO(nn.Module):
         width: backbone width (features have 4 * width channels).
         stride: pixels per cell, 8 (16 x 16 grid on 128 x 128) or 16 (8 x 8).
         boxes_per_cell: B.
-        lambda_coord, lambda_noobj: YOLO v1's loss weights (5 and 0.5).
+        lambda_coord: YOLO v1's weight of the box loss (5).
+        lambda_noobj: YOLO v1's weight of the confidence loss of cells without objects (0.5).
         prior: starting confidence of every predictor (its bias is log(prior / (1 - prior))).
-        score_thresh, nms_thresh, detections_per_img: inference settings.
+        score_thresh: inference: drop scores at or below it.
+        nms_thresh: inference: per-class NMS IoU threshold.
+        detections_per_img: inference: most detections kept per image.
         neck_depth: 3x3 conv-BN-ReLU layers between the backbone and the head (the
             trade-offs chapter's depth sweep varies it).
     """

@@ -49,7 +49,10 @@ class Matcher:
         self.allow_low_quality_matches = allow_low_quality_matches
 
     def __call__(self, match_quality_matrix: Tensor) -> Tensor:
-        """Args: match_quality_matrix (Tensor[M, N]): quality of (ground truth m, prediction n).
+        """Match every prediction to a ground truth, or mark it below / between the thresholds.
+
+        Args:
+            match_quality_matrix (Tensor[M, N]): quality of (ground truth m, prediction n).
 
         Returns:
             Tensor[N]: int64, the matched ground truth in [0, M) or -1 / -2.
@@ -98,7 +101,10 @@ class BalancedPositiveNegativeSampler:
         self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
 
     def __call__(self, matched_idxs: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
-        """Args: matched_idxs (list of Tensor[N_i]): per image, labels -1, 0 or >= 1.
+        """Draw each image's positives and negatives.
+
+        Args:
+            matched_idxs (list of Tensor[N_i]): per image, labels -1, 0 or >= 1.
 
         Returns:
             (pos_idx, neg_idx): per image, uint8 masks Tensor[N_i] of the drawn positives and
