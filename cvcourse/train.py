@@ -18,8 +18,9 @@ import argparse
 import math
 import os
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable
 
 import torch
 from torch import nn

@@ -12,8 +12,8 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
 from cvcourse.ops.anchors import AnchorGenerator, anchors_for, cell_anchors
-from cvcourse.ops.matching import BalancedPositiveNegativeSampler, Matcher, label_anchors
 from cvcourse.ops.boxes import box_iou
+from cvcourse.ops.matching import BalancedPositiveNegativeSampler, Matcher, label_anchors
 
 # --------------------------------------------------------------------------------- anchors
 

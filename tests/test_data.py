@@ -20,8 +20,8 @@ from cvcourse.data import (
     make_scene,
     masks_to_boxes_xyxy,
     object_size_range,
+    shapes,
 )
-from cvcourse.data import shapes
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from torch import nn
 from cvcourse import exercises, experiments, pretrained, recipes
 from cvcourse.ops import box_iou
 from cvcourse.recipes import rcnn as R
-from cvcourse.widgets import time_figure
 from cvcourse.widgets import localization as L
+from cvcourse.widgets import time_figure
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,8 +11,15 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from scipy import ndimage
 
-from cvcourse.metrics import (boundary_f1, confusion_matrix, mean_average_precision, mean_iou,
-                              per_class_iou, pixel_accuracy, segmentation_scores)
+from cvcourse.metrics import (
+    boundary_f1,
+    confusion_matrix,
+    mean_average_precision,
+    mean_iou,
+    per_class_iou,
+    pixel_accuracy,
+    segmentation_scores,
+)
 
 STAT_KEYS = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",
              "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -135,7 +134,7 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d)
 
     def forward(self, tgt: Tensor, memory: Tensor, pos: Tensor, query_pos: Tensor,
-                attn_bias: Optional[Tensor] = None) -> Tensor:
+                attn_bias: Tensor | None = None) -> Tensor:
         """Update the queries' content once.
 
         Args:
@@ -295,7 +294,7 @@ class SetCriterion(nn.Module):
         empty_weight[NO_OBJECT] = eos_coef
         self.register_buffer("empty_weight", empty_weight, persistent=False)
 
-    def _losses(self, outputs: Dict[str, Tensor], targets, num_boxes: float) -> Dict[str, Tensor]:
+    def _losses(self, outputs: dict[str, Tensor], targets, num_boxes: float) -> dict[str, Tensor]:
         indices = self.matcher(outputs, targets)
         logits = outputs["pred_logits"]                                 # (B, Q, C+1)
         boxes = outputs["pred_boxes"]                                  # (B, Q, 4)
@@ -314,7 +313,7 @@ class SetCriterion(nn.Module):
         raw = {"loss_ce": loss_ce, "loss_bbox": loss_bbox, "loss_giou": loss_giou}
         return {k: self.weights[k] * v for k, v in raw.items()}
 
-    def forward(self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+    def forward(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         """The weighted losses of the final and every auxiliary decoder layer.
 
         Args:
@@ -416,7 +415,7 @@ class DETR(nn.Module):
             ``DETR(num_queries=20)`` and ``DETR(DETRConfig(num_queries=20))`` are the same model.
     """
 
-    def __init__(self, config: Optional[DETRConfig] = None, **overrides):
+    def __init__(self, config: DETRConfig | None = None, **overrides):
         super().__init__()
         known = {f.name for f in fields(DETRConfig)}
         unknown = sorted(set(overrides) - known)
@@ -454,7 +453,7 @@ class DETR(nn.Module):
                 state_dict[new] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def train(self, mode: bool = True) -> "DETR":
+    def train(self, mode: bool = True) -> DETR:
         """Set the mode; the frozen backbone layers stay in eval mode (fixed BatchNorm statistics)."""
         super().train(mode)
         self.backbone[:self.frozen_backbone_layers].eval()           # frozen BatchNorm statistics
@@ -465,7 +464,7 @@ class DETR(nn.Module):
         """The `HungarianMatcher` the loss pairs queries with objects by."""
         return self.criterion.matcher
 
-    def forward_raw(self, images: Tensor) -> Dict[str, object]:
+    def forward_raw(self, images: Tensor) -> dict[str, object]:
         """DETR's raw outputs.
 
         Args:
@@ -491,8 +490,8 @@ class DETR(nn.Module):
         return {"pred_logits": logits[-1], "pred_boxes": boxes[-1],
                 "aux_outputs": aux if self.aux_loss else []}
 
-    def normalized_targets(self, targets, image_size) -> List[Dict[str, Tensor]]:
-        """torchvision targets (xyxy pixels) -> DETR's (normalized cxcywh), labels checked 1..C."""
+    def normalized_targets(self, targets, image_size) -> list[dict[str, Tensor]]:
+        """Torchvision targets (xyxy pixels) -> DETR's (normalized cxcywh), labels checked 1..C."""
         H, W = image_size
         scale = torch.tensor([W, H, W, H], dtype=torch.float32)
         out = []
@@ -506,7 +505,7 @@ class DETR(nn.Module):
         return out
 
     @torch.no_grad()
-    def postprocess(self, outputs: Dict[str, Tensor], image_size) -> List[Dict[str, Tensor]]:
+    def postprocess(self, outputs: dict[str, Tensor], image_size) -> list[dict[str, Tensor]]:
         """One detection per query: score = max class probability (no-object excluded)."""
         H, W = image_size
         prob = outputs["pred_logits"].float().softmax(-1)                # (B, Q, C+1)
@@ -516,7 +515,7 @@ class DETR(nn.Module):
         return [{"boxes": clip_boxes_to_image(b, (H, W)), "scores": s, "labels": lab + 1}
                 for b, s, lab in zip(boxes, scores, labels)]
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
         """The losses (training) or one detection per query (eval).
 
         Args:

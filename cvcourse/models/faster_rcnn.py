@@ -14,7 +14,7 @@ trains it. Labels are 1..num_classes; 0 is background.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -68,7 +68,7 @@ class FasterRCNN(nn.Module):
                                   score_thresh=box_score_thresh, nms_thresh=box_nms_thresh,
                                   detections_per_img=box_detections_per_img)
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
         """The four losses (training) or the detections (eval).
 
         Args:

@@ -11,8 +11,6 @@ network's total stride are padded (and the output cropped back) or rejected.
 """
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -36,7 +34,7 @@ def check_pad_mode(pad_mode: str) -> str:
     return pad_mode
 
 
-def pad_to_multiple(x: Tensor, stride: int, pad_mode: str = "pad") -> Tuple[Tensor, Tuple[int, int]]:
+def pad_to_multiple(x: Tensor, stride: int, pad_mode: str = "pad") -> tuple[Tensor, tuple[int, int]]:
     """Make H and W multiples of ``stride`` so that downsampling and upsampling line up.
 
     Args:

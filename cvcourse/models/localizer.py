@@ -20,7 +20,7 @@ __all__ = ["SingleObjectLocalizer", "localization_loss", "decode_boxes", "encode
 
 
 def encode_boxes(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """xyxy pixel boxes [N, 4] -> normalized (cx, cy, w, h) in [0, 1] for an image (H, W)."""
+    """Xyxy pixel boxes [N, 4] -> normalized (cx, cy, w, h) in [0, 1] for an image (H, W)."""
     h, w = size
     scale = boxes.new_tensor([w, h, w, h])
     return box_convert(boxes, "xyxy", "cxcywh") / scale  # (N, 4)

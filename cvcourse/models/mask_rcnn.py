@@ -26,7 +26,7 @@ per image ``{"boxes", "scores", "labels", "masks" [D,1,H,W] float probabilities,
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -105,8 +105,8 @@ def mask_targets(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, size: in
         return roi_align(gt_masks[:, None].float(), rois.float(), (size, size), 1.0)[:, 0]
 
 
-def maskrcnn_loss(mask_logits: Tensor, boxes: List[Tensor], gt_masks: List[Tensor],
-                  labels: List[Tensor], matched_idxs: List[Tensor]) -> Tensor:
+def maskrcnn_loss(mask_logits: Tensor, boxes: list[Tensor], gt_masks: list[Tensor],
+                  labels: list[Tensor], matched_idxs: list[Tensor]) -> Tensor:
     """Binary cross-entropy per pixel, on the channel of each RoI's ground-truth class only.
 
     Args:
@@ -149,7 +149,7 @@ def _paste_weights(start: Tensor, length: Tensor, m: int, size: int) -> Tensor:
     return w
 
 
-def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Tuple[int, int],
+def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: tuple[int, int],
                          padding: int = 1) -> Tensor:
     """Paste each M x M mask into its box of an H x W image, as torchvision's function.
 
@@ -216,7 +216,7 @@ class MaskRoIHeads(RoIHeads):
 
     def __init__(self, in_channels: int, stride: int, num_classes: int = 3, pooler: str = "align",
                  mask_pooler: str = "align", mask_pool_size: int = 14, mask_channels: int = 32,
-                 mask_layers: int = 4, mask_batch_size_per_image: Optional[int] = None, **box_kwargs):
+                 mask_layers: int = 4, mask_batch_size_per_image: int | None = None, **box_kwargs):
         super().__init__(in_channels, stride, num_classes, pooler, **box_kwargs)
         if mask_pooler not in ("align", "pool"):
             raise ValueError(f"mask_pooler must be 'align' or 'pool', got {mask_pooler!r}")
@@ -224,15 +224,15 @@ class MaskRoIHeads(RoIHeads):
         self.mask_batch_size_per_image = mask_batch_size_per_image
         self.mask_head = MaskHead(in_channels, mask_channels, mask_layers, num_classes)
 
-    def mask_pool(self, features: Tensor, boxes: List[Tensor]) -> Tensor:
+    def mask_pool(self, features: Tensor, boxes: list[Tensor]) -> Tensor:
         """Fixed-size features for the mask branch: [sum K_i, C, 14, 14]."""
         if self.mask_pooler == "align":
             return roi_align(features, boxes, self.mask_pool_size, self.spatial_scale,
                              sampling_ratio=2, aligned=True)
         return roi_pool(features, boxes, self.mask_pool_size, self.spatial_scale)
 
-    def positive_samples(self, proposals: List[Tensor], labels: List[Tensor],
-                         targets: List[Dict[str, Tensor]]):
+    def positive_samples(self, proposals: list[Tensor], labels: list[Tensor],
+                         targets: list[dict[str, Tensor]]):
         """The sampled positive RoIs, their classes and the index of the box each matched."""
         boxes, classes, matched = [], [], []
         for p, lab, t in zip(proposals, labels, targets):
@@ -245,8 +245,8 @@ class MaskRoIHeads(RoIHeads):
             matched.append(box_iou(gt, p[pos]).argmax(0) if len(pos) else pos)
         return boxes, classes, matched
 
-    def forward(self, features: Tensor, proposals: List[Tensor], image_size: Tuple[int, int],
-                targets: Optional[List[Dict[str, Tensor]]] = None):
+    def forward(self, features: Tensor, proposals: list[Tensor], image_size: tuple[int, int],
+                targets: list[dict[str, Tensor]] | None = None):
         """Returns (detections, losses): detections with masks in eval mode, losses in training."""
         if self.training:
             proposals, labels, regression_targets = self.select_training_samples(proposals, targets)
@@ -298,7 +298,7 @@ class MaskRCNN(FasterRCNN):
                  box_batch_size_per_image: int = 128, box_score_thresh: float = 0.05,
                  box_nms_thresh: float = 0.5, box_detections_per_img: int = 100,
                  mask_pooler: str = "align", mask_pool_size: int = 14, mask_channels: int = 32,
-                 mask_layers: int = 4, mask_batch_size_per_image: Optional[int] = None,
+                 mask_layers: int = 4, mask_batch_size_per_image: int | None = None,
                  anchor_sizes: Sequence[float] = (16, 32, 64),
                  aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), **rpn_kwargs):
         box = dict(representation_size=representation_size,
@@ -313,7 +313,7 @@ class MaskRCNN(FasterRCNN):
                                       mask_channels=mask_channels, mask_layers=mask_layers,
                                       mask_batch_size_per_image=mask_batch_size_per_image, **box)
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
         """The five losses (training) or the detections with their masks (eval).
 
         Args:

@@ -13,13 +13,11 @@ image mean 200 forward passes of the whole network; Fast R-CNN shares them.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
-
 import torch
 from torch import Tensor, nn
 
-from ..ops.matching import BalancedPositiveNegativeSampler, Matcher
 from ..ops.boxes import BoxCoder
+from ..ops.matching import BalancedPositiveNegativeSampler, Matcher
 from ..ops.roi import roi_align
 from .backbone import Standardize, conv_bn_relu
 from .roi_heads import fastrcnn_loss, postprocess_detections, proposal_targets
@@ -29,7 +27,7 @@ __all__ = ["RCNN", "rcnn_targets", "rcnn_loss", "warp_proposals"]
 BOX_CODER = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
 
 
-def warp_proposals(images: Tensor, proposals: List[Tensor], size: int = 32,
+def warp_proposals(images: Tensor, proposals: list[Tensor], size: int = 32,
                    sampling_ratio: int = 2) -> Tensor:
     """Crop every proposal out of its image and resize it to ``size x size``: [K, 3, s, s].
 
@@ -40,8 +38,8 @@ def warp_proposals(images: Tensor, proposals: List[Tensor], size: int = 32,
                      aligned=True)
 
 
-def rcnn_targets(proposals: List[Tensor], targets: List[Dict[str, Tensor]],
-                 iou_threshold: float = 0.5) -> Tuple[List[Tensor], List[Tensor]]:
+def rcnn_targets(proposals: list[Tensor], targets: list[dict[str, Tensor]],
+                 iou_threshold: float = 0.5) -> tuple[list[Tensor], list[Tensor]]:
     """Per image: labels [K] (the matched object's class if IoU >= 0.5, else 0), deltas [K, 4]."""
     matcher = Matcher(iou_threshold, iou_threshold, allow_low_quality_matches=False)
     return proposal_targets(proposals, targets, matcher, BOX_CODER)
@@ -74,7 +72,7 @@ class RCNN(nn.Module):
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_img = detections_per_img
 
-    def forward(self, crops: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, crops: Tensor) -> tuple[Tensor, Tensor]:
         """Classify and regress warped proposal crops.
 
         Args:
@@ -89,14 +87,14 @@ class RCNN(nn.Module):
         f = self.cnn(crops)                        # one CNN pass per proposal: K passes
         return self.cls_score(f), self.bbox_pred(f)
 
-    def classify(self, images: Tensor, proposals: List[Tensor]) -> Tuple[Tensor, Tensor]:
+    def classify(self, images: Tensor, proposals: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Warp the proposals of each image and run the CNN on every crop."""
         _check_images(images, proposals)
         return self(warp_proposals(images, proposals, self.crop_size))
 
     @torch.no_grad()
-    def predict(self, images: Tensor, proposals: Optional[List[Tensor]] = None,
-                max_proposals: int = 200) -> List[Dict[str, Tensor]]:
+    def predict(self, images: Tensor, proposals: list[Tensor] | None = None,
+                max_proposals: int = 200) -> list[dict[str, Tensor]]:
         """Detections per image ``{"boxes", "scores", "labels"}`` after per-class NMS.
 
         Args:
@@ -124,7 +122,7 @@ def _check_images(images, proposals) -> None:
 
 
 def rcnn_loss(model: RCNN, batch, batch_size_per_image: int = 64,
-              positive_fraction: float = 0.25) -> Dict[str, Tensor]:
+              positive_fraction: float = 0.25) -> dict[str, Tensor]:
     """R-CNN's training loss on ``(images, targets, proposals)``: CE + smooth-L1 (beta 1/9).
 
     The ground-truth boxes are added to the proposals (a perfect positive each), proposals

@@ -28,16 +28,16 @@ the best 100. Interface: torchvision's detection interface.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.anchors import AnchorGenerator
-from ..ops.matching import Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 from ..ops.focal import sigmoid_focal_loss
+from ..ops.matching import Matcher
 from .backbone import MultiScaleBackbone
 from .checks import check_detection_inputs, targets_to
 
@@ -72,7 +72,7 @@ class FeaturePyramid(nn.Module):
         self.smooth = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1)
                                     for _ in range(levels))
 
-    def forward(self, features: List[Tensor]) -> List[Tensor]:
+    def forward(self, features: list[Tensor]) -> list[Tensor]:
         """The pyramid: one ``[N, out_channels, h_l, w_l]`` map per input level."""
         laterals = [lat(f) for lat, f in zip(self.lateral, features)]
         for i in range(len(laterals) - 2, -1, -1):               # coarse to fine
@@ -156,7 +156,7 @@ class RetinaNet(nn.Module):
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_img, self.topk_candidates = detections_per_img, topk_candidates
 
-    def head(self, features: List[Tensor]):
+    def head(self, features: list[Tensor]):
         """Per level: logits [N, h*w*A, C] and deltas [N, h*w*A, 4] (torchvision's order)."""
         logits, deltas = [], []
         for f in features:
@@ -165,7 +165,7 @@ class RetinaNet(nn.Module):
             deltas.append(self.box_subnet(f).permute(0, 2, 3, 1).reshape(n, -1, 4))
         return logits, deltas
 
-    def match(self, anchors: Tensor, targets: List[Dict[str, Tensor]]):
+    def match(self, anchors: Tensor, targets: list[dict[str, Tensor]]):
         """The training targets of every anchor, per image.
 
         Returns matched gt index per anchor [N, A] (-1 negative, -2 ignored), gt boxes
@@ -188,7 +188,7 @@ class RetinaNet(nn.Module):
         return torch.stack(matched), torch.stack(boxes), torch.stack(onehot)
 
     def compute_loss(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
-                     targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+                     targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         """Focal (or BCE) classification loss and L1 box loss, each per positive anchor.
 
         Args:
@@ -210,8 +210,8 @@ class RetinaNet(nn.Module):
         return {"loss_classifier": cls.sum() / num_pos, "loss_box_reg": box / num_pos}
 
     @torch.no_grad()
-    def postprocess(self, logits: List[Tensor], deltas: List[Tensor], anchors: List[Tensor],
-                    image_size) -> List[Dict[str, Tensor]]:
+    def postprocess(self, logits: list[Tensor], deltas: list[Tensor], anchors: list[Tensor],
+                    image_size) -> list[dict[str, Tensor]]:
         """Per image ``{"boxes", "scores", "labels"}`` from each level's logits and deltas."""
         out, c = [], self.num_classes
         for i in range(logits[0].shape[0]):                   # a loop over the images
@@ -233,7 +233,7 @@ class RetinaNet(nn.Module):
         return out
 
     @torch.no_grad()
-    def anchor_logits(self, images: Tensor, targets: List[Dict[str, Tensor]]):
+    def anchor_logits(self, images: Tensor, targets: list[dict[str, Tensor]]):
         """Classification logits and one-hot targets of the anchors not ignored, [V, C] each.
 
         V counts the anchors of all images that are positive or negative; computed in eval mode.
@@ -250,7 +250,7 @@ class RetinaNet(nn.Module):
         valid = matched != Matcher.BETWEEN_THRESHOLDS
         return logits[valid], onehot[valid]
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
         """The losses (training) or the detections (eval).
 
         Args:
@@ -274,9 +274,9 @@ class RetinaNet(nn.Module):
 
 
 @torch.no_grad()
-def loss_shares(model: RetinaNet, images: Tensor, targets: List[Dict[str, Tensor]],
-                loss: Optional[str] = None, alpha: float = 0.25, gamma: float = 2.0,
-                easy: float = 0.9) -> Dict[str, float]:
+def loss_shares(model: RetinaNet, images: Tensor, targets: list[dict[str, Tensor]],
+                loss: str | None = None, alpha: float = 0.25, gamma: float = 2.0,
+                easy: float = 0.9) -> dict[str, float]:
     """Where the classification loss comes from, on `images`: positives, hard and easy negatives.
 
     Every (anchor, class) pair not ignored is one binary example. A negative is *easy* when

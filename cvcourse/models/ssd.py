@@ -27,21 +27,21 @@ per-class NMS at 0.45, keep the best 100. Interface: torchvision's detection int
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.matching import Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from ..ops.matching import Matcher
 from .backbone import MultiScaleBackbone
 from .checks import check_detection_inputs, targets_to
 
 __all__ = ["SSD", "default_boxes", "hard_negative_mining"]
 
 
-def default_boxes(feature_shape: Tuple[int, int], stride: int, scale: float, next_scale: float,
+def default_boxes(feature_shape: tuple[int, int], stride: int, scale: float, next_scale: float,
                   aspect_ratios: Sequence[float] = (0.5, 2.0), dtype=torch.float32,
                   device=None) -> Tensor:
     """SSD's default boxes for one feature map, in image pixels.
@@ -143,14 +143,14 @@ class SSD(nn.Module):
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_img, self.topk_candidates = detections_per_img, topk_candidates
 
-    def default_boxes(self, features: List[Tensor], image_size: int) -> Tensor:
+    def default_boxes(self, features: list[Tensor], image_size: int) -> Tensor:
         """All default boxes of the feature maps, in the heads' order: Tensor[D, 4]."""
         return torch.cat([
             default_boxes(tuple(f.shape[-2:]), image_size // f.shape[-1], self.scales[k],
                           self.scales[k + 1], self.aspect_ratios, f.dtype, f.device)
             for k, f in enumerate(features)])
 
-    def head(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
+    def head(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Class logits [N, D, C + 1] and box deltas [N, D, 4], default boxes cell-major."""
         n, logits, deltas = features[0].shape[0], [], []
         for f, cls, box in zip(features, self.cls_heads, self.box_heads):
@@ -169,7 +169,7 @@ class SSD(nn.Module):
             matched[iou.argmax(dim=1)] = torch.arange(len(iou), device=matched.device)
         return matched
 
-    def match(self, anchors: Tensor, targets: List[Dict[str, Tensor]]) -> Tuple[Tensor, Tensor]:
+    def match(self, anchors: Tensor, targets: list[dict[str, Tensor]]) -> tuple[Tensor, Tensor]:
         """Per image: class of each default box [N, D] (0 = background) and its target box [N, D, 4]."""
         labels, boxes = [], []
         for t in targets:                                   # a loop over the images
@@ -184,7 +184,7 @@ class SSD(nn.Module):
         return torch.stack(labels), torch.stack(boxes)
 
     def compute_loss(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
-                     targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+                     targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         """``loss_classifier`` (mined negatives) and ``loss_box_reg`` (positives), per positive."""
         labels, matched_boxes = self.match(anchors, targets)            # (N, D), (N, D, 4)
         positive = labels > 0
@@ -199,7 +199,7 @@ class SSD(nn.Module):
 
     @torch.no_grad()
     def postprocess(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
-                    image_size) -> List[Dict[str, Tensor]]:
+                    image_size) -> list[dict[str, Tensor]]:
         """Per image ``{"boxes", "scores", "labels"}``: threshold, decode, per-class NMS."""
         out = []
         c = self.num_classes
@@ -217,7 +217,7 @@ class SSD(nn.Module):
             out.append({"boxes": boxes[idx[keep]], "scores": sc[keep], "labels": labels[keep]})
         return out
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
         """The losses (training) or the detections (eval).
 
         Args:

@@ -11,7 +11,7 @@ DETR's one-to-one matching is in ``hungarian.py``.
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Tuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -100,7 +100,7 @@ class BalancedPositiveNegativeSampler:
             )
         self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
 
-    def __call__(self, matched_idxs: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
+    def __call__(self, matched_idxs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         """Draw each image's positives and negatives.
 
         Args:

@@ -19,13 +19,14 @@ Gradients reach ``input`` through autograd; as in torchvision, ``boxes`` get non
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .boxes import check_ordered, box_area
+from .boxes import box_area, check_ordered
 
 __all__ = [
     "AlignSamples",
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 Boxes = Union[Tensor, Sequence[Tensor]]
-IntPair = Union[int, Tuple[int, int]]
+IntPair = Union[int, tuple[int, int]]
 
 
 # --------------------------------------------------------------------------- validation
@@ -50,7 +51,7 @@ def _describe(x) -> str:
     return f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
 
 
-def _output_size(output_size) -> Tuple[int, int]:
+def _output_size(output_size) -> tuple[int, int]:
     size = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * 2
     if len(size) != 2 or not all(type(s) is int and s > 0 for s in size):
         raise ValueError(f"output_size must be an int > 0 or a pair (h, w), got {output_size!r}")
@@ -62,7 +63,7 @@ def _check_scale(spatial_scale) -> None:
         raise ValueError(f"spatial_scale must be a positive number, got {spatial_scale!r}")
 
 
-def _as_rois(input, boxes: Boxes, output_size, spatial_scale) -> Tuple[Tensor, Tuple[int, int]]:
+def _as_rois(input, boxes: Boxes, output_size, spatial_scale) -> tuple[Tensor, tuple[int, int]]:
     """Check the arguments; return detached rois [K, 5] (index, x1, y1, x2, y2) and (oh, ow)."""
     if not isinstance(input, Tensor) or input.dim() != 4 or not input.is_floating_point():
         got = f"{_describe(input)} {getattr(input, 'dtype', '')}"
@@ -121,7 +122,7 @@ def _divide(x: Tensor, n: int) -> Tensor:
     return x / x.new_full((), n)
 
 
-def _snap_axis(start: Tensor, end: Tensor, pooled: int, size: int) -> Tuple[Tensor, Tensor]:
+def _snap_axis(start: Tensor, end: Tensor, pooled: int, size: int) -> tuple[Tensor, Tensor]:
     """Integer edges [lo, hi) of `pooled` bins along one axis, clipped to [0, size]: (K, P) each."""
     cells = (end - start + 1).clamp(min=1)  # (K,) the '+1' counts the last cell in
     bin_size = _divide(cells[:, None], pooled)  # (K, 1) a fraction of a cell, in general
@@ -132,7 +133,7 @@ def _snap_axis(start: Tensor, end: Tensor, pooled: int, size: int) -> Tuple[Tens
 
 
 def roi_pool_bins(
-    boxes: Tensor, output_size: IntPair, spatial_scale: float, map_size: Tuple[int, int]
+    boxes: Tensor, output_size: IntPair, spatial_scale: float, map_size: tuple[int, int]
 ):
     """The integer bins RoI Pool takes maxima over: rows [hstart, hend) x columns [wstart, wend).
 
@@ -307,7 +308,7 @@ def bilinear_sample_points(
     sampling_ratio: int = -1,
     spatial_scale: float = 1.0,
     aligned: bool = False,
-    map_size: Optional[Tuple[int, int]] = None,
+    map_size: tuple[int, int] | None = None,
 ) -> AlignSamples:
     """The bins and bilinear sample points RoI Align uses for one box (for figures and widgets).
 

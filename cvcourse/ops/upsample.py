@@ -16,13 +16,14 @@ All functions take batched feature maps ``[N, C, H, W]`` and follow the input's 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IntPair = Union[int, Tuple[int, int]]
+IntPair = Union[int, tuple[int, int]]
 
 __all__ = [
     "nearest_upsample",
@@ -44,7 +45,7 @@ def _check_4d(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be a 4-D tensor [N, C, H, W], got {got}")
 
 
-def _pair(value, name: str, minimum: int) -> Tuple[int, int]:
+def _pair(value, name: str, minimum: int) -> tuple[int, int]:
     """Turn an int or a pair of ints into a pair, checking each is an int >= minimum."""
     pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
     ok = len(pair) == 2 and all(
@@ -95,8 +96,8 @@ def bed_of_nails(x: Tensor, scale_factor: IntPair) -> Tensor:
 
 
 def max_pool2d_with_indices(
-    x: Tensor, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0
-) -> Tuple[Tensor, Tensor]:
+    x: Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0
+) -> tuple[Tensor, Tensor]:
     """Max pooling that also returns where each maximum came from (for ``max_unpool2d``).
 
     Args:
@@ -117,9 +118,9 @@ def max_unpool2d(
     x: Tensor,
     indices: Tensor,
     kernel_size: IntPair,
-    stride: Optional[IntPair] = None,
+    stride: IntPair | None = None,
     padding: IntPair = 0,
-    output_size: Optional[Sequence[int]] = None,
+    output_size: Sequence[int] | None = None,
 ) -> Tensor:
     """Max unpooling: put each value back where its pooling window had its maximum.
 
@@ -166,7 +167,7 @@ def max_unpool2d(
 def conv_transpose2d(
     input: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor] = None,
+    bias: Tensor | None = None,
     stride: IntPair = 1,
     padding: IntPair = 0,
     output_padding: IntPair = 0,
@@ -261,7 +262,7 @@ def _single_channel_weight(weight: Tensor) -> Tensor:
     return weight
 
 
-def _operator_matrix(op, input_size: Tuple[int, int], weight: Tensor) -> Tensor:
+def _operator_matrix(op, input_size: tuple[int, int], weight: Tensor) -> Tensor:
     """Dense matrix of a linear op on one H x W plane: apply it to every basis image."""
     h, w = _pair(tuple(input_size), "input_size", minimum=1)
     basis = torch.eye(h * w, dtype=weight.dtype, device=weight.device).view(h * w, 1, h, w)
@@ -270,7 +271,7 @@ def _operator_matrix(op, input_size: Tuple[int, int], weight: Tensor) -> Tensor:
 
 
 def conv_transpose2d_matrix(
-    weight: Tensor, input_size: Tuple[int, int], stride: IntPair = 1, padding: IntPair = 0
+    weight: Tensor, input_size: tuple[int, int], stride: IntPair = 1, padding: IntPair = 0
 ) -> Tensor:
     """Dense matrix ``T`` of a single-channel transposed convolution.
 
@@ -292,7 +293,7 @@ def conv_transpose2d_matrix(
 
 
 def conv2d_matrix(
-    weight: Tensor, input_size: Tuple[int, int], stride: IntPair = 1, padding: IntPair = 0
+    weight: Tensor, input_size: tuple[int, int], stride: IntPair = 1, padding: IntPair = 0
 ) -> Tensor:
     """Dense matrix ``C`` of a single-channel ``F.conv2d``: ``conv(x).flatten() == C @ x.flatten()``.
 

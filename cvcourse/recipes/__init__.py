@@ -49,14 +49,16 @@ def register(recipe: Recipe) -> Recipe:
 
 def _load_all() -> None:
     # Each chapter's module registers its recipes when imported.
-    from . import classification  # noqa: F401
-    from . import segmentation  # noqa: F401
-    from . import detection  # noqa: F401
-    from . import single_stage  # noqa: F401
-    from . import detr  # noqa: F401
-    from . import vit  # noqa: F401
-    from . import instance  # noqa: F401
-    from . import rcnn  # noqa: F401
+    from . import (
+        classification,  # noqa: F401
+        detection,  # noqa: F401
+        detr,  # noqa: F401
+        instance,  # noqa: F401
+        rcnn,  # noqa: F401
+        segmentation,  # noqa: F401
+        single_stage,  # noqa: F401
+        vit,  # noqa: F401
+    )
 
 
 def names() -> list[str]:
