@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A Jupyter kernel with Colab's pinned front-end packages: ipywidgets 7.7.1, IPython 7.34,
-# ipykernel 6.17 (see DESIGN.md), over everything else of the active environment.
+# ipykernel 6.17 (the pins README.md's "In Colab" and test-command sections name), over
+# everything else of the active environment.
 #
 # Creates .venv-colab (only those packages and their small dependencies), lets it see the
 # active environment's site-packages after its own (torch, matplotlib, cvcourse, ...), and

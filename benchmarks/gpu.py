@@ -24,7 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import median_seconds  # noqa: E402  (run.py puts the repository on sys.path)
 
-from cvcourse import device as devices, pretrained, recipes  # noqa: E402
+from cvcourse import device as devices  # noqa: E402
+from cvcourse import pretrained, recipes
 from cvcourse.tradeoffs import GPU_FILE  # noqa: E402
 from cvcourse.train import to_device  # noqa: E402
 

@@ -29,8 +29,8 @@ import datetime as _dt
 import functools
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 

@@ -21,7 +21,7 @@ covered by some proposal at IoU >= 0.5, the number the chapter plots against the
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -91,7 +91,7 @@ def _hierarchy(image: np.ndarray, space: str, scale: float, min_size: int) -> np
                       for s in ndimage.find_objects(labels + 1)], dtype=float)  # (n, 4)
     colour = region_histograms(labels, img, COLOUR_BINS, n)
     texture = region_histograms(labels, _texture(img), TEXTURE_BINS, n)
-    neighbours: Dict[int, set] = {i: set() for i in range(n)}
+    neighbours: dict[int, set] = {i: set() for i in range(n)}
     for i, j in adjacent_pairs(labels).tolist():
         neighbours[i].add(j)
         neighbours[j].add(i)
@@ -175,7 +175,7 @@ def propose(image: Tensor, max_proposals: int = 200, iou_threshold: float = 0.9,
     return boxes[nms(boxes, scores, iou_threshold)[:max_proposals]]
 
 
-def proposal_recall(proposals_list: List[Tensor], targets_list: List[dict],
+def proposal_recall(proposals_list: list[Tensor], targets_list: list[dict],
                     iou: float = 0.5) -> float:
     """Fraction of ground-truth boxes (over all images) with a proposal at IoU >= `iou`."""
     if len(proposals_list) != len(targets_list):
@@ -190,7 +190,7 @@ def proposal_recall(proposals_list: List[Tensor], targets_list: List[dict],
     return hit / max(total, 1)
 
 
-def recall_curve(proposals_list: List[Tensor], targets_list: List[dict], iou: float = 0.5,
-                 counts: Sequence[int] = (10, 20, 50, 100, 200)) -> Dict[int, float]:
+def recall_curve(proposals_list: list[Tensor], targets_list: list[dict], iou: float = 0.5,
+                 counts: Sequence[int] = (10, 20, 50, 100, 200)) -> dict[int, float]:
     """Recall using only the first `count` (best-ranked) proposals, for each count."""
     return {c: proposal_recall([p[:c] for p in proposals_list], targets_list, iou) for c in counts}

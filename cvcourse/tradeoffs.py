@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Dict, Mapping, Sequence
 
 import torch
 from matplotlib.figure import Figure
@@ -54,8 +54,8 @@ def compare_detectors(models: Mapping[str, nn.Module], images: torch.Tensor, tar
     Returns:
         One dict per model, in order: ``name, map_50, map, map_75, images_per_s, device``.
     """
-    from .metrics import mean_average_precision
     from .inference import detect
+    from .metrics import mean_average_precision
 
     if not isinstance(models, Mapping) or not models:
         raise ValueError("models must be a non-empty mapping name -> detector")
@@ -160,7 +160,7 @@ def markdown_table(rows: Sequence[Mapping], columns: Mapping[str, str], digits: 
     return "\n".join(lines)
 
 
-def gpu_measurements(path=GPU_FILE) -> Dict:
+def gpu_measurements(path=GPU_FILE) -> dict:
     """The detector timings measured on a GPU machine and stored in the package.
 
     Returns ``{"hardware", "torch", "date", "rows": {name: {"inference_images_per_s",

@@ -22,9 +22,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable
 
 import torch
 from torch import nn
@@ -273,6 +274,7 @@ def train_recipe(name: str, *, steps: int | None = None, out_dir=None, replace_s
     if misses:
         out_dir = default_out_dir(name)  # keep the run, but not in place of the shipped file
     record = pretrained.save(name, model, out_dir=out_dir, record={
+        "description": recipe.description,
         "config": recipe.config, "seed": recipe.seed, "steps": steps,
         "batch_size": recipe.batch_size, "lr": recipe.lr,
         "train_seconds": round(hist.seconds, 1), "hardware": devices.describe(hist.device),
@@ -291,11 +293,13 @@ def train_recipe(name: str, *, steps: int | None = None, out_dir=None, replace_s
 def main(argv: Sequence[str] | None = None) -> int:
     from . import recipes
 
+    listing = "\n".join(f"  {n}: {recipes.get(n).description}" for n in recipes.names())
     p = argparse.ArgumentParser(prog="python -m cvcourse.train", description=__doc__.split("\n")[0],
-                                epilog="Without --out or --replace-shipped the checkpoint and its "
-                                       "manifest go to a new folder runs/NAME-<UTC time>/; the "
-                                       "shipped files are never touched.")
-    p.add_argument("name", help=f"recipe to train, one of: {', '.join(recipes.names())}")
+                                epilog=f"recipes:\n{listing}\n\nWithout --out or --replace-shipped the "
+                                       "checkpoint and its manifest go to a new folder runs/NAME-<UTC time>/; "
+                                       "the shipped files are never touched.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", help="recipe to train (listed below)")
     p.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--out", default=None,

@@ -8,7 +8,7 @@ a returned figure exactly once, and widgets can redraw by calling the same funct
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -1,4 +1,6 @@
-"""cvcourse.ops.anchors and cvcourse.ops.matching against torchvision.models.detection: anchors, matcher, sampler, labels."""
+"""cvcourse.ops.anchors and cvcourse.ops.matching against torchvision.models.detection.
+
+Anchors, the IoU matcher, the sampler and the anchor labels."""
 
 import pytest
 import torch
@@ -10,8 +12,8 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
 from cvcourse.ops.anchors import AnchorGenerator, anchors_for, cell_anchors
-from cvcourse.ops.matching import BalancedPositiveNegativeSampler, Matcher, label_anchors
 from cvcourse.ops.boxes import box_iou
+from cvcourse.ops.matching import BalancedPositiveNegativeSampler, Matcher, label_anchors
 
 # --------------------------------------------------------------------------------- anchors
 

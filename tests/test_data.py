@@ -20,8 +20,8 @@ from cvcourse.data import (
     make_scene,
     masks_to_boxes_xyxy,
     object_size_range,
+    shapes,
 )
-from cvcourse.data import shapes
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +305,7 @@ def test_object_size_range_can_be_chosen_and_is_validated():
 
     for i in range(20):
         s = make_scene(i, split="val", size=64, object_size=(20, 30))
-        for box, mask in zip(s["boxes"], s["masks"]):
+        for box in s["boxes"]:
             side = float(max(box[2] - box[0], box[3] - box[1]))
             assert side <= 30 + 1  # visible part of a 20..30 px object
         assert make_scene(i, split="val", size=64, object_size=None)["image"].equal(

@@ -7,7 +7,7 @@ under a minute; a checkpoint not yet in the manifest is skipped, saying how to m
 """
 
 import ast
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,7 @@ def _require(name: str) -> None:
                     f"`python -m cvcourse.train {name}`")
 
 
-@lru_cache(maxsize=None)
+@cache
 def held_out_metrics(name: str) -> dict:
     recipe = recipes.get(name)
     model = pretrained.load(name, device="cpu")

@@ -10,8 +10,8 @@ from matplotlib.figure import Figure
 
 from cvcourse import pretrained, recipes
 from cvcourse.data.scenes import held_out_scenes
-from cvcourse.widgets import time_figure
 from cvcourse.widgets import detection as wd
+from cvcourse.widgets import time_figure
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

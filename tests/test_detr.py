@@ -14,8 +14,8 @@ from cvcourse.models.detr import (
     DETR,
     NO_OBJECT,
     DETRConfig,
-    SMCADecoder,
     SetCriterion,
+    SMCADecoder,
     SpatialPrior,
     TransformerDecoder,
     sine_position_encoding,
@@ -56,7 +56,7 @@ def _batch(n=2, size=64, max_objects=2):
 def test_matcher_finds_the_minimum_cost_assignment_of_brute_force(Q):
     g = torch.Generator().manual_seed(Q)
     matcher = HungarianMatcher(1.0, 5.0, 2.0)
-    for trial in range(6):
+    for _ in range(6):
         sizes = [int(torch.randint(0, Q + 1, (1,), generator=g)) for _ in range(3)] + [Q]
         outputs, targets = _case(g, len(sizes), Q, sizes)
         costs = matcher.cost_matrix(outputs, targets)
@@ -152,7 +152,8 @@ def test_set_criterion_equals_the_losses_written_out():
     weight = torch.tensor([0.1, 1.0, 1.0, 1.0])
     ce = F.cross_entropy(outputs["pred_logits"].reshape(-1, 4), classes.flatten(), weight)
     tv = torchvision.ops
-    giou = torch.diag(tv.generalized_box_iou(tv.box_convert(src, "cxcywh", "xyxy"), tv.box_convert(tgt, "cxcywh", "xyxy")))
+    giou = torch.diag(tv.generalized_box_iou(tv.box_convert(src, "cxcywh", "xyxy"),
+                                             tv.box_convert(tgt, "cxcywh", "xyxy")))
     torch.testing.assert_close(losses["loss_ce"], ce)
     torch.testing.assert_close(losses["loss_bbox"], 5.0 * (src - tgt).abs().sum() / 3)
     torch.testing.assert_close(losses["loss_giou"], 2.0 * (1 - giou).sum() / 3)

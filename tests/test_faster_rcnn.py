@@ -87,8 +87,8 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
 
 def test_rpn_anchor_labels_match_torchvision():
     from torchvision.models.detection.rpn import AnchorGenerator as TVAnchors
-    from torchvision.models.detection.rpn import RPNHead as TVHead
     from torchvision.models.detection.rpn import RegionProposalNetwork as TVRPN
+    from torchvision.models.detection.rpn import RPNHead as TVHead
 
     ours = _small(anchor_sizes=(16, 32, 64)).rpn
     tv = TVRPN(TVAnchors(((16, 32, 64),), ((0.5, 1.0, 2.0),)), TVHead(8, 9), 0.7, 0.3, 256, 0.5,

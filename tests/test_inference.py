@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cvcourse.inference import detect, evaluating, predict
-from cvcourse.models import UNet, YOLO
+from cvcourse.models import YOLO, UNet
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -8,10 +8,24 @@ import torch
 from scipy import stats
 from torch import nn
 
-from cvcourse.interpret import (activations_and_gradients, cascade_layers, cascading_randomization,
-                                class_activation_map, explanation_methods, grad_cam, grad_cam_from,
-                                guided_backprop, input_gradient, normalize, pointing_game, randomization_test,
-                                rank, saliency, spearman, upsample)
+from cvcourse.interpret import (
+    activations_and_gradients,
+    cascade_layers,
+    cascading_randomization,
+    class_activation_map,
+    explanation_methods,
+    grad_cam,
+    grad_cam_from,
+    guided_backprop,
+    input_gradient,
+    normalize,
+    pointing_game,
+    randomization_test,
+    rank,
+    saliency,
+    spearman,
+    upsample,
+)
 from cvcourse.models import ShapeClassifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,13 +11,26 @@ import torch
 from matplotlib.figure import Figure
 
 from cvcourse import exercises, pretrained
-from cvcourse.interpret import (attention_rollout_method, boundary_band, cascade_layers, class_activation_map,
-                                edge_selectivity, explanation_methods, filter_images, grad_cam, grad_cam_from,
-                                image_edges, pointing_game, pointing_game_scenes, randomization_test,
-                                relative_change, saliency)
+from cvcourse.interpret import (
+    attention_rollout_method,
+    boundary_band,
+    cascade_layers,
+    class_activation_map,
+    edge_selectivity,
+    explanation_methods,
+    filter_images,
+    grad_cam,
+    grad_cam_from,
+    image_edges,
+    pointing_game,
+    pointing_game_scenes,
+    randomization_test,
+    relative_change,
+    saliency,
+)
 from cvcourse.models import ShapeClassifier
-from cvcourse.widgets import time_figure
 from cvcourse.widgets import interpret as W
+from cvcourse.widgets import time_figure
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

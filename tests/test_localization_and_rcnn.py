@@ -15,8 +15,8 @@ from torch import nn
 from cvcourse import exercises, experiments, pretrained, recipes
 from cvcourse.ops import box_iou
 from cvcourse.recipes import rcnn as R
-from cvcourse.widgets import time_figure
 from cvcourse.widgets import localization as L
+from cvcourse.widgets import time_figure
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -135,7 +135,8 @@ def test_figures_are_pure_and_the_window_widget_is_fast():
     # <= 0.15 s on an idle 2-core CPU; the bound leaves room for a busy machine
     assert statistics.median(time_figure(L.windows_figure, settings)) <= 0.4
     widget = L.windows_widget()
-    assert widget.figure_fn is L.windows_figure and set(widget.controls) == {"index", "size", "ratio", "stride", "split"}
+    assert widget.figure_fn is L.windows_figure
+    assert set(widget.controls) == {"index", "size", "ratio", "stride", "split"}
 
     sweep = {"budget": {"steps": 3, "eval_scenes": 4, "eval_split": "val"},
              "points": [{"box_loss": loss, "box_weight": w, "accuracy": 0.5, "mean_iou": 0.4}
@@ -192,7 +193,8 @@ def test_proposal_scenes_cache_proposals_and_flip_consistently():
         im, t, p = flipped[1]
         if not torch.equal(im, image):
             torch.testing.assert_close(im, image.flip(-1))
-            torch.testing.assert_close(t["boxes"][:, [2, 1, 0, 3]] * torch.tensor([-1, 1, -1, 1]) + torch.tensor([128, 0, 128, 0]),
+            mirrored = t["boxes"][:, [2, 1, 0, 3]] * torch.tensor([-1, 1, -1, 1]) + torch.tensor([128, 0, 128, 0])
+            torch.testing.assert_close(mirrored,
                                        target["boxes"])
             assert torch.equal(torch.sort(128 - p[:, 2]).values, torch.sort(props[:, 0]).values)
     images, targets, proposals = R.rcnn_collate([ds[0], ds[1]])

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from cvcourse.data import ShapesDataset, detection_collate
-from cvcourse.models.localizer import (SingleObjectLocalizer, decode_boxes, encode_boxes,
-                                       localization_loss)
+from cvcourse.models.localizer import SingleObjectLocalizer, decode_boxes, encode_boxes, localization_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

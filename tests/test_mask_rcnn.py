@@ -254,8 +254,7 @@ def test_best_mask_iou():
 
 
 def test_other_instance_figures():
-    from cvcourse.widgets.instance import (mask_target_figure, pooler_figure,
-                                           semantic_vs_instance_figure)
+    from cvcourse.widgets.instance import mask_target_figure, pooler_figure, semantic_vs_instance_figure
 
     image, det = torch.rand(3, 64, 64), _fake_detections()
     semantic = torch.zeros(32, 32, dtype=torch.long)

@@ -11,8 +11,15 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from scipy import ndimage
 
-from cvcourse.metrics import (boundary_f1, confusion_matrix, mean_average_precision, mean_iou,
-                              per_class_iou, pixel_accuracy, segmentation_scores)
+from cvcourse.metrics import (
+    boundary_f1,
+    confusion_matrix,
+    mean_average_precision,
+    mean_iou,
+    per_class_iou,
+    pixel_accuracy,
+    segmentation_scores,
+)
 
 STAT_KEYS = ["map", "map_50", "map_75", "map_small", "map_medium", "map_large",
              "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large"]
@@ -135,7 +142,8 @@ def random_segm_case(seed, n_images=10, n_classes=3, size=128, float_masks=False
     preds, targets = [], []
     for i in range(n_images):
         n_gt = 0 if i == 2 else int(torch.randint(1, 6, (1,), generator=gen))
-        masks = torch.stack([random_mask(gen, size) for _ in range(n_gt)]) if n_gt else torch.zeros(0, size, size, dtype=torch.bool)
+        masks = (torch.stack([random_mask(gen, size) for _ in range(n_gt)]) if n_gt
+                 else torch.zeros(0, size, size, dtype=torch.bool))
         labels = torch.randint(0, n_classes, (n_gt,), generator=gen)
         target = {"masks": masks, "labels": labels}
         if crowd:
@@ -285,15 +293,18 @@ def test_duplicate_detection_lowers_precision():
 def test_max_detections_caps_each_image():
     gts = torch.tensor([[0.0, 0.0, 40.0, 40.0], [100.0, 100.0, 140.0, 140.0]])
     pred = {"boxes": gts, "scores": torch.tensor([0.9, 0.8]), "labels": torch.zeros(2, dtype=torch.long)}
-    ours = mean_average_precision([pred], [{"boxes": gts, "labels": torch.zeros(2, dtype=torch.long)}], max_detections=1)
+    ours = mean_average_precision([pred], [{"boxes": gts, "labels": torch.zeros(2, dtype=torch.long)}],
+                                  max_detections=1)
     assert ours["mar_1"] == pytest.approx(0.5) and "mar_100" not in ours
 
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"preds": [{}], "targets": []}, "one entry per image"),
     ({"preds": [{"boxes": torch.zeros(1, 4), "labels": torch.zeros(1, dtype=torch.long)}]}, "scores"),
-    ({"preds": [{"boxes": torch.zeros(1, 5), "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)}]}, r"boxes.*\[N, 4\]"),
-    ({"preds": [{"boxes": torch.tensor([[5.0, 0, 1, 1]]), "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)}]}, "x2 >= x1"),
+    ({"preds": [{"boxes": torch.zeros(1, 5), "scores": torch.ones(1), "labels": torch.zeros(1, dtype=torch.long)}]},
+     r"boxes.*\[N, 4\]"),
+    ({"preds": [{"boxes": torch.tensor([[5.0, 0, 1, 1]]), "scores": torch.ones(1),
+                 "labels": torch.zeros(1, dtype=torch.long)}]}, "x2 >= x1"),
     ({"iou_type": "keypoints"}, "iou_type"),
     ({"preds": "nope"}, "preds must be a list"),
     ({"max_detections": 0}, "max_detections"),
@@ -368,7 +379,10 @@ def reference_boundary_f1(pred, target, tolerance):
     def edges(x):
         e = np.zeros_like(x, dtype=bool)
         dx, dy = x[:, 1:] != x[:, :-1], x[1:] != x[:-1]
-        e[:, 1:] |= dx; e[:, :-1] |= dx; e[1:] |= dy; e[:-1] |= dy
+        e[:, 1:] |= dx
+        e[:, :-1] |= dx
+        e[1:] |= dy
+        e[:-1] |= dy
         return e
     scores = []
     for p, t in zip(pred.numpy(), target.numpy()):

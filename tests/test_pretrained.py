@@ -67,8 +67,21 @@ def test_train_command_runs_end_to_end_on_a_tiny_budget(tmp_path):
     man = json.loads((tmp_path / "manifest.json").read_text())
     rec = man["classifier"]
     assert rec["steps"] == 3 and rec["sha256"] == pretrained.sha256(tmp_path / "classifier.pt")
+    assert rec["description"] == recipes.get("classifier").description
     model = pretrained.load("classifier", device="cpu", weights_dir=tmp_path)
     assert model(torch.rand(2, 3, 64, 64)).shape == (2, 3)
+
+
+def test_every_recipe_describes_itself_in_the_train_help(capsys):
+    from cvcourse.train import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    for name in recipes.names():
+        description = recipes.get(name).description
+        assert description and "\n" not in description, name
+        assert f"  {name}: {description}" in help_text
 
 
 def test_train_command_rejects_unknown_recipe():

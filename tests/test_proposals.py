@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cvcourse.proposals import adjacent_pairs, region_histograms, propose, proposal_recall, recall_curve
+from cvcourse.proposals import adjacent_pairs, proposal_recall, propose, recall_curve, region_histograms
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

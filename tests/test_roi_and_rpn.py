@@ -12,10 +12,9 @@ from torchvision.models.detection._utils import BoxCoder as TorchvisionBoxCoder
 
 from cvcourse import exercises, pretrained
 from cvcourse.ops.anchors import AnchorGenerator, anchors_for, cell_anchors
-from cvcourse.ops.matching import label_anchors
 from cvcourse.ops.boxes import BoxCoder
-from cvcourse.ops.roi import (bilinear_sample_points, roi_align, roi_pool, roi_pool_bins,
-                              roi_pool_snapping_error)
+from cvcourse.ops.matching import label_anchors
+from cvcourse.ops.roi import bilinear_sample_points, roi_align, roi_pool, roi_pool_bins, roi_pool_snapping_error
 from cvcourse.widgets import time_figure
 from cvcourse.widgets.anchors import anchor_figure, anchor_labels, anchor_widget
 from cvcourse.widgets.roi import roi_figure, roi_widget, shared_features_figure
@@ -281,8 +280,8 @@ def test_box_coder_bad_and_empty_input_follow_torchvision():
 @pytest.mark.skipif("faster_rcnn" not in pretrained.available(), reason="checkpoint not installed")
 def test_shipped_rpn_recall_on_held_out_scenes():
     """The RPN chapter's headline: the trained RPN's first 100 proposals cover the objects."""
-    from cvcourse.proposals import recall_curve
     from cvcourse.data.scenes import held_out_scenes
+    from cvcourse.proposals import recall_curve
 
     model = pretrained.load("faster_rcnn", device="cpu")
     images, targets = held_out_scenes("test", 50)

@@ -16,8 +16,8 @@ from cvcourse.models import FCN, FullyConvolutionalPatchClassifier, PatchClassif
 from cvcourse.models.receptive_field import layers_of, receptive_field
 from cvcourse.recipes import segmentation as seg
 from cvcourse.train import fit
-from cvcourse.widgets import time_figure
 from cvcourse.widgets import segmentation as W
+from cvcourse.widgets import time_figure
 from cvcourse.widgets import upsampling as U
 
 SEG_RECIPES = ["unet", "unet_noskip", "fcn", "patch"]

@@ -300,8 +300,8 @@ def test_widget_loss_shares_agree_with_the_model_and_widgets_build():
 def test_widget_redraws_are_quick():
     import statistics
 
-    from cvcourse.widgets import time_figure
     from cvcourse.widgets import single_stage as w
+    from cvcourse.widgets import time_figure
 
     images, targets = _batch(4, size=128)
     grids = w.grid_outputs(_model(YOLO), images)

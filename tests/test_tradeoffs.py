@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cvcourse import exercises, experiments, tradeoffs
-from cvcourse.models.yolo import YOLO
 from cvcourse.data.scenes import held_out_scenes
+from cvcourse.models.yolo import YOLO
 from cvcourse.tradeoffs import compare_detectors, markdown_table, pareto_front, tradeoff_figure
 
 

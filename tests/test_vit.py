@@ -228,8 +228,14 @@ def test_exercise_checkers():
 # ------------------------------------------------------------------------------ widgets
 def test_widget_figures():
     from cvcourse.widgets import time_figure
-    from cvcourse.widgets.vit import (attention_heads_figure, cls_vs_rollout_figure, map_for,
-                                      patch_tokens_figure, vit_attention_figure, vit_attention_widget)
+    from cvcourse.widgets.vit import (
+        attention_heads_figure,
+        cls_vs_rollout_figure,
+        map_for,
+        patch_tokens_figure,
+        vit_attention_figure,
+        vit_attention_widget,
+    )
 
     torch.manual_seed(0)
     model = VisionTransformer(dim=16, depth=2, heads=2)

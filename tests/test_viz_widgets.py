@@ -67,9 +67,9 @@ def test_task_outputs_shapes_and_classification_label(scene):
     out = task_outputs(scene)
     n = len(scene["labels"])
     assert output_shapes(scene)["object detection"] == f"boxes [{n}, 4], labels [{n}]"
-    areas = {int(l): 0 for l in scene["labels"]}
-    for m, l in zip(scene["masks"], scene["labels"]):
-        areas[int(l)] += int(m.sum())
+    areas = {int(lab): 0 for lab in scene["labels"]}
+    for m, lab in zip(scene["masks"], scene["labels"]):
+        areas[int(lab)] += int(m.sum())
     assert out["classification"]["label"] == max(areas, key=areas.get)
 
 

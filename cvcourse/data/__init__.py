@@ -1,4 +1,5 @@
 """Data for the course: procedural shapes scenes (the default) and real-data loaders."""
+from .real import VOC_CLASSES, coco_detection, voc_detection, voc_segmentation
 from .shapes import (
     CLASSES,
     NUM_CLASSES,
@@ -9,7 +10,6 @@ from .shapes import (
     masks_to_boxes_xyxy,
     object_size_range,
 )
-from .real import VOC_CLASSES, coco_detection, voc_detection, voc_segmentation
 
 __all__ = [
     "CLASSES", "NUM_CLASSES", "SPLITS", "make_scene", "ShapesDataset", "detection_collate",

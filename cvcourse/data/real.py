@@ -18,6 +18,7 @@ from functools import partial
 import numpy as np
 import torch
 from PIL import Image
+
 # torchvision.datasets is imported inside the functions: importing it costs seconds
 # (it pulls in torch._dynamo), and every chapter imports cvcourse.data.
 

@@ -6,11 +6,11 @@ returns True/False — in the style of the CS231n / EECS 498 checks. Every check
 importable from here: ``from cvcourse import exercises; exercises.check_iou(my_iou)``.
 """
 
-from ._core import report
+from ._core import report as report  # the verdict sentence every checker prints
 from .detection import *  # noqa: F401,F403
 from .detr import *  # noqa: F401,F403
-from .segmentation import *  # noqa: F401,F403
 from .instance import *  # noqa: F401,F403
 from .interpret import *  # noqa: F401,F403
+from .segmentation import *  # noqa: F401,F403
 from .single_stage import *  # noqa: F401,F403
 from .vit import *  # noqa: F401,F403

@@ -8,7 +8,8 @@ import torch
 
 from ._core import call_solution, report
 
-__all__ = ['check_semantic_from_instances', 'check_boxes_from_masks', 'check_fc_to_conv', 'check_receptive_field', 'check_bed_of_nails', 'check_conv_transpose_scatter', 'check_skip_concat']
+__all__ = ['check_semantic_from_instances', 'check_boxes_from_masks', 'check_fc_to_conv', 'check_receptive_field',
+           'check_bed_of_nails', 'check_conv_transpose_scatter', 'check_skip_concat']
 
 
 def check_semantic_from_instances(fn: Callable, n_scenes: int = 20, split: str = "val") -> bool:
@@ -79,11 +80,14 @@ def check_fc_to_conv(fn: Callable, n_cases: int = 5) -> bool:
             try:
                 got = conv(x)
             except Exception as e:  # noqa: BLE001
-                return report(name, False, f"calling your conv on [2, {c}, {k + 3}, {k + 5}] raised {type(e).__name__}: {e}")
+                return report(name, False, f"calling your conv on [2, {c}, {k + 3}, {k + 5}] raised "
+                                           f"{type(e).__name__}: {e}")
         if got.shape != ref.shape:
-            return report(name, False, f"expected an output of shape {tuple(ref.shape)}, got {tuple(got.shape)}")
+            return report(name, False,
+                          f"expected an output of shape {tuple(ref.shape)}, got {tuple(got.shape)}")
         worst = max(worst, float((got - ref).abs().max()))
-    return report(name, worst <= 1e-5, f"{n_cases} layers slid over every patch, max |error| = {worst:.2g} (tolerance 1e-5)")
+    return report(name, worst <= 1e-5,
+                  f"{n_cases} layers slid over every patch, max |error| = {worst:.2g} (tolerance 1e-5)")
 
 
 def check_receptive_field(fn: Callable) -> bool:

@@ -122,7 +122,7 @@ def check_pareto_front(fn: Callable, n_random: int = 200) -> bool:
              pts(("a", 10.0, 0.5), ("b", 10.0, 0.6), ("c", 12.0, 0.5)),          # ties in one axis
              pts(("fast", 100.0, 0.1), ("slow", 1.0, 0.9), ("mid", 10.0, 0.3), ("bad", 5.0, 0.2))]
     rng = random.Random(0)
-    for k in range(n_random):
+    for _ in range(n_random):
         cases.append(pts(*((f"d{i}", float(rng.randint(1, 8)), rng.randint(0, 8) / 8)
                            for i in range(rng.randint(1, 7)))))
     for points in cases:

@@ -17,16 +17,26 @@ device. Each runs the model in eval mode and leaves it as it found it: modes and
 ViT attention maps and rollout live in ``cvcourse.interpret.attention``.
 """
 
+from ._common import normalize, upsample
 from .attention import attention_maps, attention_rollout, cls_attention
 from .cam import class_activation_map
-from .evaluation import (attention_rollout_method, cascade_layers, cascading_randomization, explanation_methods,
-                         image_edges, pointing_game, pointing_game_scenes, randomization_test, rank, reinitialize,
-                         spearman)
+from .evaluation import (
+                         attention_rollout_method,
+                         cascade_layers,
+                         cascading_randomization,
+                         explanation_methods,
+                         image_edges,
+                         pointing_game,
+                         pointing_game_scenes,
+                         randomization_test,
+                         rank,
+                         reinitialize,
+                         spearman,
+)
 from .filters import boundary_band, edge_selectivity, filter_images, relative_change
 from .grad_cam import activations_and_gradients, grad_cam, grad_cam_from
 from .guided_backprop import guided_backprop
 from .saliency import input_gradient, saliency
-from ._common import normalize, upsample
 
 __all__ = [
     "saliency", "input_gradient", "class_activation_map", "grad_cam", "grad_cam_from",

@@ -15,7 +15,7 @@ grid. Two ways to turn them into a saliency-map-like picture over the patch grid
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

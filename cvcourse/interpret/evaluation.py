@@ -13,7 +13,8 @@ Two tests, applicable to any method that turns ``(model, images, targets)`` into
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterator
+from collections.abc import Iterator
+from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -4,8 +4,7 @@
 ``detection``: `mean_average_precision`, equal to pycocotools' COCOeval (bbox and segm).
 """
 from .detection import mean_average_precision
-from .segmentation import (boundary_f1, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy,
-                           segmentation_scores)
+from .segmentation import boundary_f1, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy, segmentation_scores
 
 __all__ = [
     "confusion_matrix", "pixel_accuracy", "per_class_iou", "mean_iou", "boundary_f1",

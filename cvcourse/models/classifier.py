@@ -40,6 +40,7 @@ class ShapeClassifier(nn.Module):
         self.fc = nn.Linear(4 * w, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Class logits ``[B, num_classes]`` of images ``[B, 3, H, W]``."""
         if not isinstance(x, Tensor) or x.dim() != 4 or x.shape[1] != 3:
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"x must be a [B, 3, H, W] image batch, got shape {got}")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields, replace
-from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -105,8 +104,15 @@ class SpatialPrior(nn.Module):
         nn.init.constant_(self.width.bias, math.log(init_width))         # widths in image units
 
     def forward(self, query: Tensor, grid: Tensor):
-        """query (B, Q, d), grid (T, 2) token centres as normalized (x, y) ->
-        additive attention bias (B * nhead, Q, T) and the centres (B, Q, 2)."""
+        """The attention bias of each query's Gaussian window, and the window centres.
+
+        Args:
+            query (Tensor[B, Q, d]): the queries (content + object query).
+            grid (Tensor[T, 2]): the tokens' centres, normalized (x, y).
+
+        Returns:
+            (bias, centre): additive attention bias ``[B * nhead, Q, T]`` and centres ``[B, Q, 2]``.
+        """
         B, Q, _ = query.shape
         centre = self.centre(query).sigmoid()                                     # (B, Q, 2)
         width = self.width(query).clamp(math.log(0.02), math.log(2.0)).exp()      # (B, Q, 2H)
@@ -128,7 +134,7 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d)
 
     def forward(self, tgt: Tensor, memory: Tensor, pos: Tensor, query_pos: Tensor,
-                attn_bias: Optional[Tensor] = None) -> Tensor:
+                attn_bias: Tensor | None = None) -> Tensor:
         """Update the queries' content once.
 
         Args:
@@ -194,6 +200,7 @@ class TransformerDecoder(nn.Module):
 
     @staticmethod
     def make_layer(d: int, nhead: int, ff: int, dropout: float) -> DecoderLayer:
+        """One decoder layer (`SMCADecoder` makes `SMCADecoderLayer` instead)."""
         return DecoderLayer(d, nhead, ff, dropout)
 
     def forward(self, memory: Tensor, pos: Tensor, query_pos: Tensor,
@@ -233,6 +240,7 @@ class SMCADecoder(TransformerDecoder):
 
     @staticmethod
     def make_layer(d: int, nhead: int, ff: int, dropout: float) -> DecoderLayer:
+        """One decoder layer with the spatial prior."""
         return SMCADecoderLayer(d, nhead, ff, dropout)
 
     def forward(self, memory: Tensor, pos: Tensor, query_pos: Tensor,
@@ -268,8 +276,10 @@ class SetCriterion(nn.Module):
         matcher: a `HungarianMatcher`.
         eos_coef: weight of the "no object" class in the cross-entropy (most queries are
             unmatched; without it the model learns to say "no object" everywhere).
-        weight_ce, weight_bbox, weight_giou: loss weights. The returned losses are already
-            weighted, so ``sum(losses.values())`` is the total loss.
+        weight_ce: loss weight of the cross-entropy.
+        weight_bbox: loss weight of the L1 box loss.
+        weight_giou: loss weight of the GIoU loss. The returned losses are already weighted,
+            so ``sum(losses.values())`` is the total loss.
     """
 
     def __init__(self, num_classes: int, matcher: HungarianMatcher, eos_coef: float = 0.1,
@@ -284,7 +294,7 @@ class SetCriterion(nn.Module):
         empty_weight[NO_OBJECT] = eos_coef
         self.register_buffer("empty_weight", empty_weight, persistent=False)
 
-    def _losses(self, outputs: Dict[str, Tensor], targets, num_boxes: float) -> Dict[str, Tensor]:
+    def _losses(self, outputs: dict[str, Tensor], targets, num_boxes: float) -> dict[str, Tensor]:
         indices = self.matcher(outputs, targets)
         logits = outputs["pred_logits"]                                 # (B, Q, C+1)
         boxes = outputs["pred_boxes"]                                  # (B, Q, 4)
@@ -303,10 +313,18 @@ class SetCriterion(nn.Module):
         raw = {"loss_ce": loss_ce, "loss_bbox": loss_bbox, "loss_giou": loss_giou}
         return {k: self.weights[k] * v for k, v in raw.items()}
 
-    def forward(self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
-        """Args: outputs as `DETR.forward_raw`; targets per image {"labels" [N] in 1..C,
-        "boxes" [N, 4] normalized cxcywh}. Returns {"loss_ce", "loss_bbox", "loss_giou"} and,
-        for each auxiliary decoder layer i, the same names with suffix ``_i``."""
+    def forward(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """The weighted losses of the final and every auxiliary decoder layer.
+
+        Args:
+            outputs (dict): as `DETR.forward_raw` returns them.
+            targets (list[dict[str, Tensor]]): per image ``"labels"`` ``[N]`` in 1..C and
+                ``"boxes"`` ``[N, 4]`` normalized cxcywh.
+
+        Returns:
+            dict[str, Tensor]: ``"loss_ce"``, ``"loss_bbox"``, ``"loss_giou"`` and, for each
+            auxiliary decoder layer i, the same names with suffix ``_i``.
+        """
         num_boxes = max(sum(len(t["labels"]) for t in targets), 1)     # normalise per true object
         losses = self._losses(outputs, targets, num_boxes)
         for i, aux in enumerate(outputs.get("aux_outputs", [])):
@@ -368,8 +386,17 @@ class DETRConfig:
 
 
 def upgrade_state_dict_keys(key: str) -> str:
-    """A DETR state-dict key as this module names it (checkpoints saved before the decoder
-    became its own module said ``decoder.0.``, ``decoder_norm.`` and ``spatial_prior.``)."""
+    """A DETR state-dict key as this module names it.
+
+    Checkpoints saved before the decoder became its own module said ``decoder.0.``,
+    ``decoder_norm.`` and ``spatial_prior.``; `DETR` renames them when it loads.
+
+    Args:
+        key (str): a key of a DETR state dict, earlier or current.
+
+    Returns:
+        str: the current name.
+    """
     for old, new in (("decoder_norm.", "decoder.norm."), ("spatial_prior.", "decoder.prior.")):
         if key.startswith(old):
             return new + key[len(old):]
@@ -388,7 +415,7 @@ class DETR(nn.Module):
             ``DETR(num_queries=20)`` and ``DETR(DETRConfig(num_queries=20))`` are the same model.
     """
 
-    def __init__(self, config: Optional[DETRConfig] = None, **overrides):
+    def __init__(self, config: DETRConfig | None = None, **overrides):
         super().__init__()
         known = {f.name for f in fields(DETRConfig)}
         unknown = sorted(set(overrides) - known)
@@ -426,16 +453,18 @@ class DETR(nn.Module):
                 state_dict[new] = state_dict.pop(key)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def train(self, mode: bool = True) -> "DETR":
+    def train(self, mode: bool = True) -> DETR:
+        """Set the mode; the frozen backbone layers stay in eval mode (fixed BatchNorm statistics)."""
         super().train(mode)
         self.backbone[:self.frozen_backbone_layers].eval()           # frozen BatchNorm statistics
         return self
 
     @property
     def matcher(self) -> HungarianMatcher:
+        """The `HungarianMatcher` the loss pairs queries with objects by."""
         return self.criterion.matcher
 
-    def forward_raw(self, images: Tensor) -> Dict[str, object]:
+    def forward_raw(self, images: Tensor) -> dict[str, object]:
         """DETR's raw outputs.
 
         Args:
@@ -461,8 +490,8 @@ class DETR(nn.Module):
         return {"pred_logits": logits[-1], "pred_boxes": boxes[-1],
                 "aux_outputs": aux if self.aux_loss else []}
 
-    def normalized_targets(self, targets, image_size) -> List[Dict[str, Tensor]]:
-        """torchvision targets (xyxy pixels) -> DETR's (normalized cxcywh), labels checked 1..C."""
+    def normalized_targets(self, targets, image_size) -> list[dict[str, Tensor]]:
+        """Torchvision targets (xyxy pixels) -> DETR's (normalized cxcywh), labels checked 1..C."""
         H, W = image_size
         scale = torch.tensor([W, H, W, H], dtype=torch.float32)
         out = []
@@ -476,7 +505,7 @@ class DETR(nn.Module):
         return out
 
     @torch.no_grad()
-    def postprocess(self, outputs: Dict[str, Tensor], image_size) -> List[Dict[str, Tensor]]:
+    def postprocess(self, outputs: dict[str, Tensor], image_size) -> list[dict[str, Tensor]]:
         """One detection per query: score = max class probability (no-object excluded)."""
         H, W = image_size
         prob = outputs["pred_logits"].float().softmax(-1)                # (B, Q, C+1)
@@ -486,9 +515,13 @@ class DETR(nn.Module):
         return [{"boxes": clip_boxes_to_image(b, (H, W)), "scores": s, "labels": lab + 1}
                 for b, s, lab in zip(boxes, scores, labels)]
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [B, 3, H, W] in [0, 1]; targets (training): per image {"boxes" xyxy
-        pixels, "labels" 1..C}.
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+        """The losses (training) or one detection per query (eval).
+
+        Args:
+            images (Tensor[B, 3, H, W]): images in [0, 1].
+            targets (list[dict[str, Tensor]] or None): training only, per image ``"boxes"``
+                xyxy pixels and ``"labels"`` in 1..C.
 
         Returns:
             training: {"loss_ce", "loss_bbox", "loss_giou"} (weighted) plus "..._i" for each

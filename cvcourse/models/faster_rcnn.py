@@ -14,7 +14,7 @@ trains it. Labels are 1..num_classes; 0 is background.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -32,10 +32,14 @@ class FasterRCNN(nn.Module):
 
     Args:
         num_classes: object classes, background excluded (3 shapes).
-        width: backbone width (feature channels 4 * width). stride: 8 or 16.
-        anchor_sizes, aspect_ratios: the anchors at every feature cell.
-        pooler: ``"align"`` or ``"pool"``. Other keyword arguments go to the RPN
-            (``rpn_*``) and the heads (``box_*``), as in torchvision.
+        width: backbone width (feature channels 4 * width).
+        stride: 8 or 16.
+        anchor_sizes: the anchors' sizes at every feature cell, in pixels.
+        aspect_ratios: the anchors' height / width ratios at every feature cell.
+        pooler: ``"align"`` or ``"pool"``.
+        representation_size: width of the box head's two FC layers.
+        rpn_*: the RPN's settings (`RegionProposalNetwork`), as in torchvision.
+        box_*: the RoI heads' settings (`RoIHeads`), as in torchvision.
     """
 
     def __init__(self, num_classes: int = 3, width: int = 24, stride: int = 8,
@@ -64,8 +68,12 @@ class FasterRCNN(nn.Module):
                                   score_thresh=box_score_thresh, nms_thresh=box_nms_thresh,
                                   detections_per_img=box_detections_per_img)
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [B, 3, H, W] in [0, 1]; targets: per image {"boxes", "labels"}.
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+        """The four losses (training) or the detections (eval).
+
+        Args:
+            images: [B, 3, H, W] in [0, 1].
+            targets: per image {"boxes", "labels"} (training only).
 
         Returns:
             training: {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"};

@@ -11,8 +11,6 @@ network's total stride are padded (and the output cropped back) or rejected.
 """
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -39,7 +37,7 @@ def check_pad_mode(pad_mode: str) -> str:
     return pad_mode
 
 
-def pad_to_multiple(x: Tensor, stride: int, pad_mode: str = "pad") -> Tuple[Tensor, Tuple[int, int]]:
+def pad_to_multiple(x: Tensor, stride: int, pad_mode: str = "pad") -> tuple[Tensor, tuple[int, int]]:
     """Make H and W multiples of ``stride`` so that downsampling and upsampling line up.
 
     Args:
@@ -91,7 +89,7 @@ class FCN(nn.Module):
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         self.total_stride, self.pad_mode = output_stride, check_pad_mode(pad_mode)
         layers, c = [conv_bn_relu(3, width), conv_bn_relu(width, width)], width  # (B, w, H, W)
-        for i in range(output_stride.bit_length() - 1):  # one pooling stage per factor 2
+        for _ in range(output_stride.bit_length() - 1):  # one pooling stage per factor 2
             c_next = min(2 * c, 4 * width)
             layers += [nn.MaxPool2d(2), conv_bn_relu(c, c_next), conv_bn_relu(c_next, c_next)]
             c = c_next  # after stage i: (B, c, H/2^(i+1), W/2^(i+1))
@@ -112,6 +110,7 @@ class FCN(nn.Module):
         return self.classifier(self.backbone(x))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Class scores ``[B, C, H, W]`` of images ``[B, 3, H, W]`` (padded, then cropped back)."""
         check_images(x)
         x, (h, w) = pad_to_multiple(x, self.total_stride, self.pad_mode)  # (B, 3, H', W')
         coarse = self.classifier(self.backbone(x))  # (B, C, H'/s, W'/s)

@@ -21,7 +21,7 @@ __all__ = ["SingleObjectLocalizer", "localization_loss", "decode_boxes", "encode
 
 
 def encode_boxes(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """xyxy pixel boxes [N, 4] -> normalized (cx, cy, w, h) in [0, 1] for an image (H, W)."""
+    """Xyxy pixel boxes [N, 4] -> normalized (cx, cy, w, h) in [0, 1] for an image (H, W)."""
     h, w = size
     scale = boxes.new_tensor([w, h, w, h])
     return box_convert(boxes, "xyxy", "cxcywh") / scale  # (N, 4)
@@ -64,6 +64,7 @@ class SingleObjectLocalizer(nn.Module):
         self.box_head = nn.Linear(16 * w, 4)
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Class logits ``[B, C]`` and normalized cx, cy, w, h boxes ``[B, 4]`` of images ``[B, 3, H, W]``."""
         check_images(images)
         f = self.backbone(images)                         # (B, 16w)
         return self.class_head(f), torch.sigmoid(self.box_head(f))  # (B, C), (B, 4)

@@ -26,7 +26,7 @@ per image ``{"boxes", "scores", "labels", "masks" [D,1,H,W] float probabilities,
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,9 +45,14 @@ __all__ = ["MaskHead", "MaskRCNN", "MaskRoIHeads", "mask_targets", "maskrcnn_los
 class MaskHead(nn.Module):
     """The mask branch's FCN: 3x3 convs at 14x14, a 2x transposed conv to 28x28, 1x1 scores.
 
-    Args: in_channels; channels of the hidden layers; layers: number of 3x3 convs;
-    num_classes (background excluded). Input [K, in_channels, 14, 14] -> logits
-    [K, num_classes + 1, 28, 28] (channel 0, background, is never trained or used).
+    Args:
+        in_channels: channels of the pooled RoI features.
+        channels: channels of the hidden layers.
+        layers: number of 3x3 convs.
+        num_classes: object classes (background excluded).
+
+    Input [K, in_channels, 14, 14] -> logits [K, num_classes + 1, 28, 28] (channel 0,
+    background, is never trained or used).
     """
 
     def __init__(self, in_channels: int, channels: int = 32, layers: int = 4, num_classes: int = 3):
@@ -65,6 +70,7 @@ class MaskHead(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Per-class mask logits ``[K, C, 28, 28]`` of RoI features ``[K, c, 14, 14]``."""
         x = self.convs(x)                                   # (K, c, 14, 14)
         x = F.relu(self.upsample(x))                        # (K, c, 28, 28)
         return self.logits(x)                               # (K, C+1, 28, 28)
@@ -77,8 +83,11 @@ def mask_targets(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, size: in
     As torchvision's ``project_masks_on_boxes``: RoI Align (``sampling_ratio=-1``,
     ``aligned=False``) of mask ``matched_idxs[k]`` over box ``boxes[k]``; values in [0, 1].
 
-    Args: gt_masks [G, H, W] (bool or float) of one image; boxes [K, 4] xyxy in pixels;
-    matched_idxs [K] int in [0, G); size: M.
+    Args:
+        gt_masks: [G, H, W] (bool or float) of one image.
+        boxes: [K, 4] xyxy in pixels.
+        matched_idxs: [K] int in [0, G).
+        size: M, the side of the targets.
     """
     if not isinstance(gt_masks, Tensor) or gt_masks.dim() != 3:
         raise ValueError(f"gt_masks must be a Tensor[G, H, W], got "
@@ -96,16 +105,19 @@ def mask_targets(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, size: in
         return roi_align(gt_masks[:, None].float(), rois.float(), (size, size), 1.0)[:, 0]
 
 
-def maskrcnn_loss(mask_logits: Tensor, boxes: List[Tensor], gt_masks: List[Tensor],
-                  labels: List[Tensor], matched_idxs: List[Tensor]) -> Tensor:
+def maskrcnn_loss(mask_logits: Tensor, boxes: list[Tensor], gt_masks: list[Tensor],
+                  labels: list[Tensor], matched_idxs: list[Tensor]) -> Tensor:
     """Binary cross-entropy per pixel, on the channel of each RoI's ground-truth class only.
 
     Args:
         mask_logits: [K, C+1, M, M] for the positive RoIs of all images, in order.
-        boxes, labels, matched_idxs: per image the positive RoIs [K_i, 4], their classes
-            [K_i] (1..C) and matched ground-truth indices [K_i]. gt_masks: per image [G_i, H, W].
+        boxes: per image the positive RoIs [K_i, 4].
+        gt_masks: per image the ground-truth masks [G_i, H, W].
+        labels: per image the positive RoIs' classes [K_i] (1..C).
+        matched_idxs: per image the positive RoIs' matched ground-truth indices [K_i].
 
-    Returns: a scalar; 0 (still connected to the graph) when there is no positive RoI.
+    Returns:
+        A scalar; 0 (still connected to the graph) when there is no positive RoI.
     """
     m = mask_logits.shape[-1]
     targets = [mask_targets(g, b, i, m) for g, b, i in zip(gt_masks, boxes, matched_idxs)]
@@ -118,8 +130,11 @@ def maskrcnn_loss(mask_logits: Tensor, boxes: List[Tensor], gt_masks: List[Tenso
 
 # ----------------------------------------------------------------------------- pasting
 def _paste_weights(start: Tensor, length: Tensor, m: int, size: int) -> Tensor:
-    """Bilinear weights (align_corners=False) that resize m cells to `length` pixels placed at
-    integer `start`, read at image pixels 0..size-1: [K, size, m]; rows outside are 0."""
+    """Bilinear weights (align_corners=False) that resize m cells to `length` pixels.
+
+    The resized cells are placed at integer `start` and read at image pixels 0..size-1:
+    the result is [K, size, m]; rows outside are 0.
+    """
     pixel = torch.arange(size, device=start.device)                  # (size,)
     j = pixel[None, :] - start[:, None]                              # (K, size) index in the box
     inside = (j >= 0) & (j < length[:, None])
@@ -134,7 +149,7 @@ def _paste_weights(start: Tensor, length: Tensor, m: int, size: int) -> Tensor:
     return w
 
 
-def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Tuple[int, int],
+def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: tuple[int, int],
                          padding: int = 1) -> Tensor:
     """Paste each M x M mask into its box of an H x W image, as torchvision's function.
 
@@ -146,10 +161,13 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Tuple[int, int
     once as ``Wy[k] @ mask[k] @ Wx[k].T`` (no loop over masks).
 
     Args:
-        masks: [N, 1, M, M] float (probabilities or logits). boxes: [N, 4] xyxy in pixels.
-        img_shape: (H, W). padding: cells of zeros around each mask (torchvision: 1).
+        masks: [N, 1, M, M] float (probabilities or logits).
+        boxes: [N, 4] xyxy in pixels.
+        img_shape: (H, W).
+        padding: cells of zeros around each mask (torchvision: 1).
 
-    Returns: [N, 1, H, W] of masks' dtype; [0, 1, H, W] for no masks.
+    Returns:
+        [N, 1, H, W] of masks' dtype; [0, 1, H, W] for no masks.
     """
     if not isinstance(masks, Tensor) or masks.dim() != 4 or masks.shape[1] != 1 \
             or masks.shape[2] != masks.shape[3]:
@@ -182,16 +200,23 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, img_shape: Tuple[int, int
 class MaskRoIHeads(RoIHeads):
     """`RoIHeads` (box branch) plus the mask branch: pooler, `MaskHead`, loss, pasting.
 
-    Args (beyond RoIHeads'): mask_pooler ``"align"`` (RoI Align, aligned, sampling ratio 2)
-    or ``"pool"`` (RoI Pool); mask_pool_size (14; the masks are twice that);
-    mask_channels, mask_layers: the FCN's width and number of 3x3 convs;
-    mask_batch_size_per_image: train the mask branch on at most this many of each image's
-    sampled positive RoIs (None: all, as torchvision) to bound its cost.
+    Args:
+        in_channels: as in `RoIHeads`.
+        stride: as in `RoIHeads`.
+        num_classes: as in `RoIHeads`.
+        pooler: the box branch's, as in `RoIHeads`.
+        mask_pooler: ``"align"`` (RoI Align, aligned, sampling ratio 2) or ``"pool"`` (RoI Pool).
+        mask_pool_size: the pooled grid (14; the masks are twice that).
+        mask_channels: the FCN's width.
+        mask_layers: the FCN's number of 3x3 convs.
+        mask_batch_size_per_image: train the mask branch on at most this many of each
+            image's sampled positive RoIs (None: all, as torchvision) to bound its cost.
+        **box_kwargs: the other settings of `RoIHeads`.
     """
 
     def __init__(self, in_channels: int, stride: int, num_classes: int = 3, pooler: str = "align",
                  mask_pooler: str = "align", mask_pool_size: int = 14, mask_channels: int = 32,
-                 mask_layers: int = 4, mask_batch_size_per_image: Optional[int] = None, **box_kwargs):
+                 mask_layers: int = 4, mask_batch_size_per_image: int | None = None, **box_kwargs):
         super().__init__(in_channels, stride, num_classes, pooler, **box_kwargs)
         if mask_pooler not in ("align", "pool"):
             raise ValueError(f"mask_pooler must be 'align' or 'pool', got {mask_pooler!r}")
@@ -199,15 +224,15 @@ class MaskRoIHeads(RoIHeads):
         self.mask_batch_size_per_image = mask_batch_size_per_image
         self.mask_head = MaskHead(in_channels, mask_channels, mask_layers, num_classes)
 
-    def mask_pool(self, features: Tensor, boxes: List[Tensor]) -> Tensor:
+    def mask_pool(self, features: Tensor, boxes: list[Tensor]) -> Tensor:
         """Fixed-size features for the mask branch: [sum K_i, C, 14, 14]."""
         if self.mask_pooler == "align":
             return roi_align(features, boxes, self.mask_pool_size, self.spatial_scale,
                              sampling_ratio=2, aligned=True)
         return roi_pool(features, boxes, self.mask_pool_size, self.spatial_scale)
 
-    def positive_samples(self, proposals: List[Tensor], labels: List[Tensor],
-                         targets: List[Dict[str, Tensor]]):
+    def positive_samples(self, proposals: list[Tensor], labels: list[Tensor],
+                         targets: list[dict[str, Tensor]]):
         """The sampled positive RoIs, their classes and the index of the box each matched."""
         boxes, classes, matched = [], [], []
         for p, lab, t in zip(proposals, labels, targets):
@@ -220,8 +245,8 @@ class MaskRoIHeads(RoIHeads):
             matched.append(box_iou(gt, p[pos]).argmax(0) if len(pos) else pos)
         return boxes, classes, matched
 
-    def forward(self, features: Tensor, proposals: List[Tensor], image_size: Tuple[int, int],
-                targets: Optional[List[Dict[str, Tensor]]] = None):
+    def forward(self, features: Tensor, proposals: list[Tensor], image_size: tuple[int, int],
+                targets: list[dict[str, Tensor]] | None = None):
         """Returns (detections, losses): detections with masks in eval mode, losses in training."""
         if self.training:
             proposals, labels, regression_targets = self.select_training_samples(proposals, targets)
@@ -261,9 +286,11 @@ def _check_masks(images: Tensor, targets) -> None:
 class MaskRCNN(FasterRCNN):
     """Faster R-CNN (same backbone, RPN and box branch) with a mask branch.
 
-    Args: those of `FasterRCNN` (``pooler`` is the box branch's), plus ``mask_pooler``,
-    ``mask_pool_size``, ``mask_channels``, ``mask_layers``, ``mask_batch_size_per_image``
-    of `MaskRoIHeads`.
+    Args:
+        num_classes: as in `FasterRCNN`; so are ``width``, ``stride``, ``representation_size``,
+            ``box_*`` and ``pooler`` (the box branch's).
+        mask_pooler: as in `MaskRoIHeads`; so are ``mask_pool_size``, ``mask_channels``,
+            ``mask_layers`` and ``mask_batch_size_per_image``.
     """
 
     def __init__(self, num_classes: int = 3, width: int = 24, stride: int = 8,
@@ -271,7 +298,7 @@ class MaskRCNN(FasterRCNN):
                  box_batch_size_per_image: int = 128, box_score_thresh: float = 0.05,
                  box_nms_thresh: float = 0.5, box_detections_per_img: int = 100,
                  mask_pooler: str = "align", mask_pool_size: int = 14, mask_channels: int = 32,
-                 mask_layers: int = 4, mask_batch_size_per_image: Optional[int] = None,
+                 mask_layers: int = 4, mask_batch_size_per_image: int | None = None,
                  anchor_sizes: Sequence[float] = (16, 32, 64),
                  aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), **rpn_kwargs):
         box = dict(representation_size=representation_size,
@@ -286,8 +313,12 @@ class MaskRCNN(FasterRCNN):
                                       mask_channels=mask_channels, mask_layers=mask_layers,
                                       mask_batch_size_per_image=mask_batch_size_per_image, **box)
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [B, 3, H, W] in [0, 1]; targets: per image {"boxes", "labels", "masks"}.
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+        """The five losses (training) or the detections with their masks (eval).
+
+        Args:
+            images: [B, 3, H, W] in [0, 1].
+            targets: per image {"boxes", "labels", "masks"} (training only).
 
         Returns:
             training: the four Faster R-CNN losses and ``loss_mask``;

@@ -13,13 +13,11 @@ image mean 200 forward passes of the whole network; Fast R-CNN shares them.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
-
 import torch
 from torch import Tensor, nn
 
-from ..ops.matching import BalancedPositiveNegativeSampler, Matcher
 from ..ops.boxes import BoxCoder
+from ..ops.matching import BalancedPositiveNegativeSampler, Matcher
 from .checks import check_images
 from ..ops.roi import roi_align
 from .backbone import Standardize, conv_bn_relu
@@ -30,7 +28,7 @@ __all__ = ["RCNN", "rcnn_targets", "rcnn_loss", "warp_proposals"]
 BOX_CODER = BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
 
 
-def warp_proposals(images: Tensor, proposals: List[Tensor], size: int = 32,
+def warp_proposals(images: Tensor, proposals: list[Tensor], size: int = 32,
                    sampling_ratio: int = 2) -> Tensor:
     """Crop every proposal out of its image and resize it to ``size x size``: [K, 3, s, s].
 
@@ -41,8 +39,8 @@ def warp_proposals(images: Tensor, proposals: List[Tensor], size: int = 32,
                      aligned=True)
 
 
-def rcnn_targets(proposals: List[Tensor], targets: List[Dict[str, Tensor]],
-                 iou_threshold: float = 0.5) -> Tuple[List[Tensor], List[Tensor]]:
+def rcnn_targets(proposals: list[Tensor], targets: list[dict[str, Tensor]],
+                 iou_threshold: float = 0.5) -> tuple[list[Tensor], list[Tensor]]:
     """Per image: labels [K] (the matched object's class if IoU >= 0.5, else 0), deltas [K, 4]."""
     matcher = Matcher(iou_threshold, iou_threshold, allow_low_quality_matches=False)
     return proposal_targets(proposals, targets, matcher, BOX_CODER)
@@ -75,10 +73,14 @@ class RCNN(nn.Module):
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_img = detections_per_img
 
-    def forward(self, crops: Tensor) -> Tuple[Tensor, Tensor]:
-        """Args: crops [K, 3, s, s], one per proposal.
+    def forward(self, crops: Tensor) -> tuple[Tensor, Tensor]:
+        """Classify and regress warped proposal crops.
 
-        Returns: logits [K, C+1] and deltas [K, 4(C+1)].
+        Args:
+            crops: [K, 3, s, s], one per proposal.
+
+        Returns:
+            logits [K, C+1] and deltas [K, 4(C+1)].
         """
         if not isinstance(crops, Tensor) or crops.dim() != 4 or crops.shape[1] != 3:
             got = tuple(crops.shape) if isinstance(crops, Tensor) else type(crops).__name__
@@ -86,19 +88,21 @@ class RCNN(nn.Module):
         f = self.cnn(crops)                        # one CNN pass per proposal: K passes
         return self.cls_score(f), self.bbox_pred(f)
 
-    def classify(self, images: Tensor, proposals: List[Tensor]) -> Tuple[Tensor, Tensor]:
+    def classify(self, images: Tensor, proposals: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Warp the proposals of each image and run the CNN on every crop."""
         _check_images(images, proposals)
         return self(warp_proposals(images, proposals, self.crop_size))
 
     @torch.no_grad()
-    def predict(self, images: Tensor, proposals: Optional[List[Tensor]] = None,
-                max_proposals: int = 200) -> List[Dict[str, Tensor]]:
+    def predict(self, images: Tensor, proposals: list[Tensor] | None = None,
+                max_proposals: int = 200) -> list[dict[str, Tensor]]:
         """Detections per image ``{"boxes", "scores", "labels"}`` after per-class NMS.
 
         Args:
-            images [B, 3, H, W]; proposals: per image Tensor[K, 4], or None to run
-            selective search (``cvcourse.proposals.propose``) here.
+            images (Tensor[B, 3, H, W]): images in [0, 1].
+            proposals (list[Tensor[K, 4]] or None): per image the regions to classify, or
+                None to run selective search (``cvcourse.proposals.propose``) here.
+            max_proposals (int): regions kept per image when searching here.
         """
         check_images(images)
         if len(images) == 0:
@@ -120,14 +124,15 @@ def _check_images(images, proposals) -> None:
 
 
 def rcnn_loss(model: RCNN, batch, batch_size_per_image: int = 64,
-              positive_fraction: float = 0.25) -> Dict[str, Tensor]:
+              positive_fraction: float = 0.25) -> dict[str, Tensor]:
     """R-CNN's training loss on ``(images, targets, proposals)``: CE + smooth-L1 (beta 1/9).
 
     The ground-truth boxes are added to the proposals (a perfect positive each), proposals
     are labelled by `rcnn_targets`, and `batch_size_per_image` of them are sampled per image
     with at most `positive_fraction` positives, as in Fast R-CNN's training.
 
-    Returns: ``{"loss_classifier", "loss_box_reg"}``.
+    Returns:
+        ``{"loss_classifier", "loss_box_reg"}``.
     """
     images, targets, proposals = batch
     _check_images(images, proposals)

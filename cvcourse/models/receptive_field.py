@@ -11,7 +11,7 @@ far. ``layers_of`` reads the (kernel, stride, dilation) list off a network's mod
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -22,7 +22,7 @@ def _pair_first(v) -> int:
     return int(v[0]) if isinstance(v, (tuple, list)) else int(v)
 
 
-def receptive_field(layers: Sequence[Tuple[int, ...]]) -> int:
+def receptive_field(layers: Sequence[tuple[int, ...]]) -> int:
     """Receptive field (pixels along one axis) of a stack of layers.
 
     Args:
@@ -43,9 +43,11 @@ def receptive_field(layers: Sequence[Tuple[int, ...]]) -> int:
     return r
 
 
-def layers_of(module: nn.Module) -> List[Tuple[int, int, int]]:
-    """``(kernel, stride, dilation)`` of every Conv2d / MaxPool2d / AvgPool2d in `module`, in
-    definition order (the forward order for a chain of ``nn.Sequential`` blocks)."""
+def layers_of(module: nn.Module) -> list[tuple[int, int, int]]:
+    """``(kernel, stride, dilation)`` of every Conv2d / MaxPool2d / AvgPool2d in `module`.
+
+    In definition order (the forward order for a chain of ``nn.Sequential`` blocks).
+    """
     out = []
     for m in module.modules():
         if isinstance(m, nn.Conv2d):

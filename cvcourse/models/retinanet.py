@@ -28,16 +28,16 @@ the best 100. Interface: torchvision's detection interface.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.anchors import AnchorGenerator
-from ..ops.matching import Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 from ..ops.focal import sigmoid_focal_loss
+from ..ops.matching import Matcher
 from .backbone import MultiScaleBackbone
 from .checks import check_detection_inputs, targets_to
 
@@ -72,7 +72,8 @@ class FeaturePyramid(nn.Module):
         self.smooth = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1)
                                     for _ in range(levels))
 
-    def forward(self, features: List[Tensor]) -> List[Tensor]:
+    def forward(self, features: list[Tensor]) -> list[Tensor]:
+        """The pyramid: one ``[N, out_channels, h_l, w_l]`` map per input level."""
         laterals = [lat(f) for lat, f in zip(self.lateral, features)]
         for i in range(len(laterals) - 2, -1, -1):               # coarse to fine
             laterals[i] = laterals[i] + F.interpolate(laterals[i + 1], size=laterals[i].shape[-2:],
@@ -100,14 +101,24 @@ class RetinaNet(nn.Module):
 
     Args:
         num_classes: object classes C (sigmoid per class; no background output).
-        width: backbone width. fpn_channels: pyramid and subnet width. head_depth: 3x3
-            conv + ReLU layers in each subnet before its output conv (the paper: 4).
-        head_norm: GroupNorm after each hidden subnet conv. fpn: False puts the subnets
-            straight on the backbone's maps (then fpn_channels must equal 4 * width).
-        anchor_sizes: per pyramid level, the anchor sizes (px). aspect_ratios: for all levels.
-        loss: "focal" or "bce". alpha, gamma: the focal loss's. prior: pi of the bias init.
-        fg_iou_thresh, bg_iou_thresh: anchor labelling (0.5, 0.4).
-        score_thresh, nms_thresh, detections_per_img, topk_candidates: inference.
+        width: backbone width.
+        fpn_channels: pyramid and subnet width.
+        head_depth: 3x3 conv + ReLU layers in each subnet before its output conv (the paper: 4).
+        head_norm: GroupNorm after each hidden subnet conv.
+        fpn: False puts the subnets straight on the backbone's maps (then fpn_channels must
+            equal 4 * width).
+        anchor_sizes: per pyramid level, the anchor sizes (px).
+        aspect_ratios: for all levels.
+        loss: "focal" or "bce".
+        alpha: the focal loss's class weight.
+        gamma: the focal loss's focusing exponent.
+        prior: pi of the classification bias init.
+        fg_iou_thresh: IoU at and above which an anchor is positive (0.5).
+        bg_iou_thresh: IoU below which an anchor is negative (0.4).
+        score_thresh: inference: drop scores at or below it.
+        nms_thresh: inference: per-class NMS IoU threshold.
+        detections_per_img: inference: most detections kept per image.
+        topk_candidates: inference: candidates kept per level before NMS.
     """
 
     def __init__(self, num_classes: int = 3, width: int = 16, fpn_channels: int = 64,
@@ -145,7 +156,7 @@ class RetinaNet(nn.Module):
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_img, self.topk_candidates = detections_per_img, topk_candidates
 
-    def head(self, features: List[Tensor]):
+    def head(self, features: list[Tensor]):
         """Per level: logits [N, h*w*A, C] and deltas [N, h*w*A, 4] (torchvision's order)."""
         logits, deltas = [], []
         for f in features:
@@ -154,9 +165,12 @@ class RetinaNet(nn.Module):
             deltas.append(self.box_subnet(f).permute(0, 2, 3, 1).reshape(n, -1, 4))
         return logits, deltas
 
-    def match(self, anchors: Tensor, targets: List[Dict[str, Tensor]]):
-        """Per image: matched gt index per anchor [N, A] (-1 negative, -2 ignored), gt boxes [N, A, 4],
-        and one-hot class targets [N, A, C]."""
+    def match(self, anchors: Tensor, targets: list[dict[str, Tensor]]):
+        """The training targets of every anchor, per image.
+
+        Returns matched gt index per anchor [N, A] (-1 negative, -2 ignored), gt boxes
+        [N, A, 4] and one-hot class targets [N, A, C].
+        """
         matched, boxes, onehot = [], [], []
         for t in targets:                                     # a loop over the images
             m = self.matcher(box_iou(t["boxes"], anchors))    # (A,)
@@ -174,8 +188,18 @@ class RetinaNet(nn.Module):
         return torch.stack(matched), torch.stack(boxes), torch.stack(onehot)
 
     def compute_loss(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
-                     targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
-        """Args: logits [N, A, C], deltas [N, A, 4] (levels concatenated), anchors [A, 4]."""
+                     targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Focal (or BCE) classification loss and L1 box loss, each per positive anchor.
+
+        Args:
+            logits: [N, A, C] (levels concatenated).
+            deltas: [N, A, 4] (levels concatenated).
+            anchors: [A, 4].
+            targets: per image {"boxes" [G, 4] xyxy, "labels" [G] in 1..C}.
+
+        Returns:
+            {"loss_classifier", "loss_box_reg"}.
+        """
         matched, gt_boxes, onehot = self.match(anchors, targets)
         positive = matched >= 0                                       # (N, A)
         valid = matched != Matcher.BETWEEN_THRESHOLDS                 # ignored anchors drop out
@@ -186,8 +210,9 @@ class RetinaNet(nn.Module):
         return {"loss_classifier": cls.sum() / num_pos, "loss_box_reg": box / num_pos}
 
     @torch.no_grad()
-    def postprocess(self, logits: List[Tensor], deltas: List[Tensor], anchors: List[Tensor],
-                    image_size) -> List[Dict[str, Tensor]]:
+    def postprocess(self, logits: list[Tensor], deltas: list[Tensor], anchors: list[Tensor],
+                    image_size) -> list[dict[str, Tensor]]:
+        """Per image ``{"boxes", "scores", "labels"}`` from each level's logits and deltas."""
         out, c = [], self.num_classes
         for i in range(logits[0].shape[0]):                   # a loop over the images
             boxes, scores, labels = [], [], []
@@ -208,9 +233,11 @@ class RetinaNet(nn.Module):
         return out
 
     @torch.no_grad()
-    def anchor_logits(self, images: Tensor, targets: List[Dict[str, Tensor]]):
-        """Classification logits and one-hot targets of the anchors not ignored, [V, C] each
-        (V = anchors of all images that are positive or negative), in eval mode."""
+    def anchor_logits(self, images: Tensor, targets: list[dict[str, Tensor]]):
+        """Classification logits and one-hot targets of the anchors not ignored, [V, C] each.
+
+        V counts the anchors of all images that are positive or negative; computed in eval mode.
+        """
         modes = [(m, m.training) for m in self.modules()]
         self.eval()
         try:
@@ -226,9 +253,12 @@ class RetinaNet(nn.Module):
         valid = matched != Matcher.BETWEEN_THRESHOLDS
         return logits[valid], onehot[valid]
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [N, 3, H, W] in [0, 1] (H, W multiples of 32); targets: per image
-        {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+        """The losses (training) or the detections (eval).
+
+        Args:
+            images: [N, 3, H, W] in [0, 1] (H, W multiples of 32).
+            targets: per image {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
 
         Returns:
             training: {"loss_classifier", "loss_box_reg"};
@@ -249,9 +279,9 @@ class RetinaNet(nn.Module):
 
 
 @torch.no_grad()
-def loss_shares(model: RetinaNet, images: Tensor, targets: List[Dict[str, Tensor]],
-                loss: Optional[str] = None, alpha: float = 0.25, gamma: float = 2.0,
-                easy: float = 0.9) -> Dict[str, float]:
+def loss_shares(model: RetinaNet, images: Tensor, targets: list[dict[str, Tensor]],
+                loss: str | None = None, alpha: float = 0.25, gamma: float = 2.0,
+                easy: float = 0.9) -> dict[str, float]:
     """Where the classification loss comes from, on `images`: positives, hard and easy negatives.
 
     Every (anchor, class) pair not ignored is one binary example. A negative is *easy* when

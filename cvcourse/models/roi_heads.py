@@ -12,14 +12,12 @@ drop small boxes, per-class NMS, keep the best detections.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.matching import BalancedPositiveNegativeSampler, Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from ..ops.matching import BalancedPositiveNegativeSampler, Matcher
 from ..ops.roi import roi_align, roi_pool
 
 __all__ = ["RoIHeads", "TwoMLPHead", "fastrcnn_loss", "postprocess_detections",
@@ -36,14 +34,19 @@ class TwoMLPHead(nn.Module):
         self.fc7 = nn.Linear(representation_size, representation_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Flattened RoI features ``[K, C, 7, 7]`` to representations ``[K, R]``."""
         return F.relu(self.fc7(F.relu(self.fc6(x.flatten(1)))))  # (K, R)
 
 
 def fastrcnn_loss(class_logits: Tensor, box_deltas: Tensor, labels: Tensor,
-                  regression_targets: Tensor) -> Tuple[Tensor, Tensor]:
+                  regression_targets: Tensor) -> tuple[Tensor, Tensor]:
     """Cross-entropy over all sampled RoIs; smooth-L1 on the deltas of each positive's class.
 
-    Args: class_logits [K, C+1]; box_deltas [K, 4(C+1)]; labels [K]; regression_targets [K, 4].
+    Args:
+        class_logits: [K, C+1] scores of the sampled RoIs.
+        box_deltas: [K, 4(C+1)] per-class deltas.
+        labels: [K] classes (0 background).
+        regression_targets: [K, 4] deltas to each RoI's matched box.
     """
     classification = F.cross_entropy(class_logits, labels)
     pos = torch.where(labels > 0)[0]
@@ -53,13 +56,15 @@ def fastrcnn_loss(class_logits: Tensor, box_deltas: Tensor, labels: Tensor,
     return classification, box
 
 
-def proposal_targets(proposals: List[Tensor], targets: List[Dict[str, Tensor]], matcher: Matcher,
-                     box_coder: BoxCoder) -> Tuple[List[Tensor], List[Tensor]]:
+def proposal_targets(proposals: list[Tensor], targets: list[dict[str, Tensor]], matcher: Matcher,
+                     box_coder: BoxCoder) -> tuple[list[Tensor], list[Tensor]]:
     """Label each proposal by its best ground truth and encode the box it should move to.
 
     Args:
-        proposals: per image Tensor[K, 4] xyxy. targets: per image {"boxes" [G, 4], "labels" [G]}.
+        proposals: per image Tensor[K, 4] xyxy.
+        targets: per image {"boxes" [G, 4], "labels" [G]}.
         matcher: e.g. ``Matcher(0.5, 0.5)``: IoU >= 0.5 is that object, below is background.
+        box_coder: encodes each proposal's deltas to its matched box.
 
     Returns:
         (labels, regression_targets): per image int64 [K] (0 background, -1 ignored by the
@@ -81,11 +86,11 @@ def proposal_targets(proposals: List[Tensor], targets: List[Dict[str, Tensor]], 
     return labels, deltas
 
 
-Detections = Dict[str, Tensor]  # {"boxes" [D, 4] xyxy, "scores" [D], "labels" [D]}
+Detections = dict[str, Tensor]  # {"boxes" [D, 4] xyxy, "scores" [D], "labels" [D]}
 
 
 def class_scores_and_boxes(class_logits: Tensor, box_deltas: Tensor, proposals: Tensor,
-                           image_size: Tuple[int, int], box_coder: BoxCoder) -> Tuple[Tensor, Tensor]:
+                           image_size: tuple[int, int], box_coder: BoxCoder) -> tuple[Tensor, Tensor]:
     """Step 1 of post-processing: class probabilities and one clipped box per class and RoI.
 
     Args:
@@ -155,11 +160,11 @@ def nms_per_class(detections: Detections, nms_thresh: float = 0.5,
     return {k: v[keep] for k, v in detections.items()}
 
 
-def postprocess_detections(class_logits: Tensor, box_deltas: Tensor, proposals: List[Tensor],
-                           image_size: Tuple[int, int], box_coder: BoxCoder,
+def postprocess_detections(class_logits: Tensor, box_deltas: Tensor, proposals: list[Tensor],
+                           image_size: tuple[int, int], box_coder: BoxCoder,
                            score_thresh: float = 0.05, nms_thresh: float = 0.5,
                            detections_per_img: int = 100,
-                           min_size: float = 1e-2) -> List[Detections]:
+                           min_size: float = 1e-2) -> list[Detections]:
     """Scores and class-specific boxes of every RoI -> per image {"boxes", "scores", "labels"}.
 
     The four named steps in order: softmax and decode each class's deltas, clip
@@ -221,14 +226,14 @@ class RoIHeads(nn.Module):
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_img, self.min_size = detections_per_img, min_size
 
-    def pool(self, features: Tensor, proposals: List[Tensor]) -> Tensor:
+    def pool(self, features: Tensor, proposals: list[Tensor]) -> Tensor:
         """Fixed-size features for every proposal: [sum K_i, C, 7, 7]."""
         if self.pooler == "align":
             return roi_align(features, proposals, self.output_size, self.spatial_scale,
                              sampling_ratio=2, aligned=True)
         return roi_pool(features, proposals, self.output_size, self.spatial_scale)
 
-    def select_training_samples(self, proposals: List[Tensor], targets: List[Dict[str, Tensor]]):
+    def select_training_samples(self, proposals: list[Tensor], targets: list[dict[str, Tensor]]):
         """Append the gt boxes, match at IoU 0.5, sample; per image proposals, labels, deltas."""
         proposals = [torch.cat([p, t["boxes"].to(p)]) for p, t in zip(proposals, targets)]
         labels, deltas = proposal_targets(proposals, targets, self.matcher, self.box_coder)
@@ -237,14 +242,15 @@ class RoIHeads(nn.Module):
         return ([p[k] for p, k in zip(proposals, keep)], [lab[k] for lab, k in zip(labels, keep)],
                 [d[k] for d, k in zip(deltas, keep)])
 
-    def postprocess(self, class_logits: Tensor, box_deltas: Tensor, proposals: List[Tensor],
-                    image_size: Tuple[int, int]) -> List[Dict[str, Tensor]]:
+    def postprocess(self, class_logits: Tensor, box_deltas: Tensor, proposals: list[Tensor],
+                    image_size: tuple[int, int]) -> list[dict[str, Tensor]]:
+        """`postprocess_detections` with this head's box coder and thresholds."""
         return postprocess_detections(class_logits, box_deltas, proposals, image_size,
                                       self.box_coder, self.score_thresh, self.nms_thresh,
                                       self.detections_per_img, self.min_size)
 
-    def forward(self, features: Tensor, proposals: List[Tensor], image_size: Tuple[int, int],
-                targets: Optional[List[Dict[str, Tensor]]] = None):
+    def forward(self, features: Tensor, proposals: list[Tensor], image_size: tuple[int, int],
+                targets: list[dict[str, Tensor]] | None = None):
         """Returns (detections, losses): detections in eval mode, losses in training."""
         if self.training:
             proposals, labels, regression_targets = self.select_training_samples(proposals, targets)

@@ -12,15 +12,13 @@ Mirrors ``torchvision.models.detection.rpn.RegionProposalNetwork`` (single featu
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.anchors import AnchorGenerator
-from ..ops.matching import BalancedPositiveNegativeSampler, label_anchors
 from ..ops.boxes import BoxCoder, clip_boxes_to_image, nms, remove_small_boxes
+from ..ops.matching import BalancedPositiveNegativeSampler, label_anchors
 
 __all__ = ["RPNHead", "RegionProposalNetwork"]
 
@@ -37,12 +35,13 @@ class RPNHead(nn.Module):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.constant_(layer.bias, 0)
 
-    def forward(self, features: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Objectness ``[B, A, h, w]`` and box deltas ``[B, 4A, h, w]`` at every feature cell."""
         t = F.relu(self.conv(features))                 # (B, C, h, w)
         return self.cls_logits(t), self.bbox_pred(t)    # (B, A, h, w), (B, 4A, h, w)
 
 
-def _flatten(objectness: Tensor, deltas: Tensor) -> Tuple[Tensor, Tensor]:
+def _flatten(objectness: Tensor, deltas: Tensor) -> tuple[Tensor, Tensor]:
     """To torchvision's anchor order (cell-major, then anchor): [B, h*w*A] and [B, h*w*A, 4]."""
     b, a, h, w = objectness.shape
     objectness = objectness.permute(0, 2, 3, 1).reshape(b, -1)                    # (B, h*w*A)
@@ -56,17 +55,21 @@ class RegionProposalNetwork(nn.Module):
     Args:
         anchor_generator: an ``AnchorGenerator`` for one feature map.
         head: an ``RPNHead`` with as many anchors per location as the generator.
-        fg_iou_thresh, bg_iou_thresh: anchor labelling thresholds (0.7, 0.3).
-        batch_size_per_image, positive_fraction: the sampler (256, 0.5).
-        pre_nms_top_n, post_nms_top_n: dicts {"training": n, "testing": n}, as torchvision.
-        nms_thresh: IoU threshold among proposals (0.7). min_size: smallest proposal side.
+        fg_iou_thresh: IoU at and above which an anchor is positive (0.7).
+        bg_iou_thresh: IoU below which an anchor is negative (0.3).
+        batch_size_per_image: anchors sampled per image (256).
+        positive_fraction: largest share of positives in the sample (0.5).
+        pre_nms_top_n: proposals kept before NMS, a dict {"training": n, "testing": n}.
+        post_nms_top_n: proposals kept after NMS, a dict {"training": n, "testing": n}.
+        nms_thresh: IoU threshold among proposals (0.7).
+        min_size: smallest proposal side.
     """
 
     def __init__(self, anchor_generator: AnchorGenerator, head: RPNHead,
                  fg_iou_thresh: float = 0.7, bg_iou_thresh: float = 0.3,
                  batch_size_per_image: int = 256, positive_fraction: float = 0.5,
-                 pre_nms_top_n: Optional[Dict[str, int]] = None,
-                 post_nms_top_n: Optional[Dict[str, int]] = None,
+                 pre_nms_top_n: dict[str, int] | None = None,
+                 post_nms_top_n: dict[str, int] | None = None,
                  nms_thresh: float = 0.7, min_size: float = 1e-3):
         super().__init__()
         self.anchor_generator, self.head = anchor_generator, head
@@ -80,7 +83,7 @@ class RegionProposalNetwork(nn.Module):
     def _mode(self) -> str:
         return "training" if self.training else "testing"
 
-    def assign_targets_to_anchors(self, anchors: List[Tensor], targets: List[Dict[str, Tensor]]):
+    def assign_targets_to_anchors(self, anchors: list[Tensor], targets: list[dict[str, Tensor]]):
         """Per image: labels [A] (1 object, 0 background, -1 ignored) and matched gt boxes [A, 4].
 
         Same outputs as torchvision's method of that name (labels as float, boxes of
@@ -98,7 +101,7 @@ class RegionProposalNetwork(nn.Module):
         return labels, matched_boxes
 
     def filter_proposals(self, proposals: Tensor, objectness: Tensor,
-                         image_size: Tuple[int, int]) -> Tuple[List[Tensor], List[Tensor]]:
+                         image_size: tuple[int, int]) -> tuple[list[Tensor], list[Tensor]]:
         """Per image: top-k by objectness, clip, drop small, NMS, keep the best post-NMS."""
         objectness = objectness.detach()                  # (B, N) proposals are not trained through
         pre, post = self._pre[self._mode()], self._post[self._mode()]
@@ -115,8 +118,8 @@ class RegionProposalNetwork(nn.Module):
             out_scores.append(s[keep])
         return out_boxes, out_scores
 
-    def compute_loss(self, objectness: Tensor, deltas: Tensor, labels: List[Tensor],
-                     regression_targets: List[Tensor]) -> Tuple[Tensor, Tensor]:
+    def compute_loss(self, objectness: Tensor, deltas: Tensor, labels: list[Tensor],
+                     regression_targets: list[Tensor]) -> tuple[Tensor, Tensor]:
         """BCE on the sampled anchors; smooth-L1 (beta 1/9) on the sampled positives."""
         pos, neg = self.sampler(labels)
         pos = torch.cat(pos).bool()                       # (B * N,)
@@ -129,8 +132,13 @@ class RegionProposalNetwork(nn.Module):
         return obj_loss, box_loss
 
     def forward(self, images: Tensor, features: Tensor,
-                targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [B, 3, H, W]; features [B, C, h, w]; targets (training only).
+                targets: list[dict[str, Tensor]] | None = None):
+        """Proposals, and in training the two RPN losses.
+
+        Args:
+            images: [B, 3, H, W].
+            features: [B, C, h, w].
+            targets: per image {"boxes", "labels"} (training only).
 
         Returns:
             (proposals, losses): per image Tensor[K, 4] xyxy proposals; a dict with

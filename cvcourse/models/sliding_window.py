@@ -14,7 +14,6 @@ feature once. ``multiply_adds`` counts both costs from the layer shapes.
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +59,7 @@ def _check_images(x: Tensor) -> None:
     check_images(x, "images")  # dtype, finite, range
 
 
-def stack_multiply_adds(layers: List[Tuple[int, int, int]], h: int, w: int) -> int:
+def stack_multiply_adds(layers: list[tuple[int, int, int]], h: int, w: int) -> int:
     """Multiply-adds of a stack of unpadded stride-1 convs (cin, cout, k) on an h x w input."""
     total = 0
     for cin, cout, k in layers:
@@ -113,6 +112,7 @@ class PatchClassifier(nn.Module):
         )
 
     def forward(self, patches: Tensor) -> Tensor:
+        """Class logits ``[N, C]`` of patches ``[N, 3, P, P]`` (the centre pixel's class)."""
         p = self.patch_size
         if patches.dim() != 4 or tuple(patches.shape[1:]) != (3, p, p):
             raise ValueError(f"patches must be [N, 3, {p}, {p}], got {tuple(patches.shape)}")
@@ -141,7 +141,7 @@ class PatchClassifier(nn.Module):
             scores.append(self(patches).view(b, -1, w, self.num_classes))  # (B, rows, W, C)
         return torch.cat(scores, dim=1).permute(0, 3, 1, 2)  # (B, C, H, W)
 
-    def _layer_specs(self) -> List[Tuple[int, int, int]]:
+    def _layer_specs(self) -> list[tuple[int, int, int]]:
         """(cin, cout, kernel) of every layer, FC layers written as the convs they equal."""
         convs = [(m.in_channels, m.out_channels, m.kernel_size[0])
                  for m in self.features if isinstance(m, nn.Conv2d)]
@@ -149,7 +149,7 @@ class PatchClassifier(nn.Module):
         c_last = convs[-1][1]
         return convs + [(c_last, fc1.out_features, self.final_size), (fc1.out_features, fc2.out_features, 1)]
 
-    def multiply_adds(self, height: int, width: int) -> Dict[str, int]:
+    def multiply_adds(self, height: int, width: int) -> dict[str, int]:
         """Multiply-adds to label an ``height x width`` image, counted from the layer shapes.
 
         Both ways run the same layers; only the input differs: one ``P x P`` patch per pixel,
@@ -166,7 +166,7 @@ class PatchClassifier(nn.Module):
             "fully_convolutional": stack_multiply_adds(layers, height + p - 1, width + p - 1),
         }
 
-    def to_fully_convolutional(self) -> "FullyConvolutionalPatchClassifier":
+    def to_fully_convolutional(self) -> FullyConvolutionalPatchClassifier:
         """An equivalent network whose FC layers are convolutions (weights copied).
 
         The first FC layer sees the flattened ``[2w, m, m]`` map, so its weight
@@ -206,6 +206,7 @@ class FullyConvolutionalPatchClassifier(nn.Module):
         self.patch_size, self.padding_mode = patch_size, padding_mode
 
     def forward(self, images: Tensor) -> Tensor:
+        """Class scores ``[B, C, H, W]`` of every pixel of images ``[B, 3, H, W]``, in one pass."""
         _check_images(images)
         padded = _pad_for_patches(images, self.patch_size, self.padding_mode)  # (B, 3, H+P-1, W+P-1)
         return self.head(self.features(padded))  # (B, C, H, W)

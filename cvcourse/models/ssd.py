@@ -27,21 +27,21 @@ per-class NMS at 0.45, keep the best 100. Interface: torchvision's detection int
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.matching import Matcher
 from ..ops.boxes import BoxCoder, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from ..ops.matching import Matcher
 from .backbone import MultiScaleBackbone
 from .checks import check_detection_inputs, targets_to
 
 __all__ = ["SSD", "default_boxes", "hard_negative_mining"]
 
 
-def default_boxes(feature_shape: Tuple[int, int], stride: int, scale: float, next_scale: float,
+def default_boxes(feature_shape: tuple[int, int], stride: int, scale: float, next_scale: float,
                   aspect_ratios: Sequence[float] = (0.5, 2.0), dtype=torch.float32,
                   device=None) -> Tensor:
     """SSD's default boxes for one feature map, in image pixels.
@@ -54,8 +54,11 @@ def default_boxes(feature_shape: Tuple[int, int], stride: int, scale: float, nex
     Args:
         feature_shape ((h, w)): the map's size in cells.
         stride (int): image pixels per cell.
-        scale, next_scale (float): this map's box size and the next map's, in pixels.
+        scale (float): this map's box size, in pixels.
+        next_scale (float): the next map's box size, in pixels.
         aspect_ratios: the extra (non-square) ratios.
+        dtype: of the result.
+        device: of the result.
 
     Returns:
         Tensor[h * w * A, 4]: xyxy boxes, cells in row-major order, then the
@@ -108,8 +111,12 @@ class SSD(nn.Module):
         width: backbone width (maps have 4 * width channels).
         scales: default-box scale per map and one more (the last map's ``next_scale``), px.
         aspect_ratios: the non-square default-box ratios.
-        iou_thresh: matching threshold (0.5). neg_pos_ratio: hard negative mining (3).
-        score_thresh, nms_thresh, detections_per_img, topk_candidates: inference.
+        iou_thresh: matching threshold (0.5).
+        neg_pos_ratio: negatives kept per positive by hard negative mining (3).
+        score_thresh: inference: drop scores at or below it.
+        nms_thresh: inference: per-class NMS IoU threshold.
+        detections_per_img: inference: most detections kept per image.
+        topk_candidates: inference: candidates kept per class before NMS.
     """
 
     def __init__(self, num_classes: int = 3, width: int = 16,
@@ -136,14 +143,14 @@ class SSD(nn.Module):
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_img, self.topk_candidates = detections_per_img, topk_candidates
 
-    def default_boxes(self, features: List[Tensor], image_size: int) -> Tensor:
+    def default_boxes(self, features: list[Tensor], image_size: int) -> Tensor:
         """All default boxes of the feature maps, in the heads' order: Tensor[D, 4]."""
         return torch.cat([
             default_boxes(tuple(f.shape[-2:]), image_size // f.shape[-1], self.scales[k],
                           self.scales[k + 1], self.aspect_ratios, f.dtype, f.device)
             for k, f in enumerate(features)])
 
-    def head(self, features: List[Tensor]) -> Tuple[Tensor, Tensor]:
+    def head(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
         """Class logits [N, D, C + 1] and box deltas [N, D, 4], default boxes cell-major."""
         n, logits, deltas = features[0].shape[0], [], []
         for f, cls, box in zip(features, self.cls_heads, self.box_heads):
@@ -152,15 +159,17 @@ class SSD(nn.Module):
         return torch.cat(logits, 1), torch.cat(deltas, 1)
 
     def match_indices(self, anchors: Tensor, gt_boxes: Tensor) -> Tensor:
-        """SSD's matching for one image: Tensor[D] index of each default box's ground truth,
-        or -1. IoU >= threshold matches; each ground truth also takes its best default box."""
+        """SSD's matching for one image: Tensor[D] index of each default box's ground truth, or -1.
+
+        IoU >= threshold matches; each ground truth also takes its best default box.
+        """
         iou = box_iou(gt_boxes, anchors)                    # (G, D)
         matched = self.matcher(iou).clamp(min=-1)           # (D,) gt index if IoU >= 0.5
         if len(gt_boxes):
             matched[iou.argmax(dim=1)] = torch.arange(len(iou), device=matched.device)
         return matched
 
-    def match(self, anchors: Tensor, targets: List[Dict[str, Tensor]]) -> Tuple[Tensor, Tensor]:
+    def match(self, anchors: Tensor, targets: list[dict[str, Tensor]]) -> tuple[Tensor, Tensor]:
         """Per image: class of each default box [N, D] (0 = background) and its target box [N, D, 4]."""
         labels, boxes = [], []
         for t in targets:                                   # a loop over the images
@@ -175,7 +184,8 @@ class SSD(nn.Module):
         return torch.stack(labels), torch.stack(boxes)
 
     def compute_loss(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
-                     targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+                     targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """``loss_classifier`` (mined negatives) and ``loss_box_reg`` (positives), per positive."""
         labels, matched_boxes = self.match(anchors, targets)            # (N, D), (N, D, 4)
         positive = labels > 0
         num_pos = positive.sum().clamp(min=1)
@@ -189,7 +199,8 @@ class SSD(nn.Module):
 
     @torch.no_grad()
     def postprocess(self, logits: Tensor, deltas: Tensor, anchors: Tensor,
-                    image_size) -> List[Dict[str, Tensor]]:
+                    image_size) -> list[dict[str, Tensor]]:
+        """Per image ``{"boxes", "scores", "labels"}``: threshold, decode, per-class NMS."""
         out = []
         c = self.num_classes
         for lg, dl in zip(logits, deltas):                   # a loop over the images
@@ -206,9 +217,12 @@ class SSD(nn.Module):
             out.append({"boxes": boxes[idx[keep]], "scores": sc[keep], "labels": labels[keep]})
         return out
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [N, 3, H, W] in [0, 1] (H = W, a multiple of 32); targets: per image
-        {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+        """The losses (training) or the detections (eval).
+
+        Args:
+            images: [N, 3, H, W] in [0, 1] (H = W, a multiple of 32).
+            targets: per image {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
 
         Returns:
             training: {"loss_classifier", "loss_box_reg"};

@@ -20,7 +20,7 @@ def torchvision_faster_rcnn(num_classes: int = 3, width: int = 24, stride: int =
                             anchor_sizes: Sequence[float] = (16, 32, 64),
                             aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
                             representation_size: int = 128, size: int = 128) -> nn.Module:
-    """torchvision's ``FasterRCNN`` class around *our* backbone and the same settings as ours.
+    """Torchvision's ``FasterRCNN`` class around *our* backbone and the same settings as ours.
 
     torchvision normalises and resizes inside the model; mean 0 / std 1 and
     min = max = the image size make both no-ops (our backbone standardises each image itself).

@@ -63,6 +63,7 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(chans[0], num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Class scores ``[B, C, H, W]`` of images ``[B, 3, H, W]`` (padded, then cropped back)."""
         check_images(x)
         x, (h, w) = pad_to_multiple(x, self.total_stride, self.pad_mode)  # (B, 3, H', W')
         features = []  # encoder outputs, finest first

@@ -52,6 +52,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)      # like its out_proj
 
     def forward(self, x: Tensor, return_attention: bool = False):
+        """Tokens ``[B, T, dim]`` after attention (and the ``[B, heads, T, T]`` weights if asked)."""
         if x.dim() != 3 or x.shape[-1] != self.heads * self.head_dim:
             raise ValueError(f"x must be [B, T, {self.heads * self.head_dim}] tokens, got shape {tuple(x.shape)}")
         B, T, D = x.shape
@@ -78,6 +79,7 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
     def forward(self, x: Tensor, return_attention: bool = False):
+        """One pre-norm block: attention, then MLP, each with a residual (and the attention if asked)."""
         if return_attention:
             a, attn = self.attn(self.norm1(x), return_attention=True)
         else:
@@ -169,6 +171,7 @@ class VisionTransformer(nn.Module):
         return torch.cat([cls, p], dim=1) + self.pos_embed   # (B, T, dim)
 
     def forward(self, x: Tensor, return_attention: bool = False):
+        """Class logits ``[B, C]`` of images (and each block's attention if asked)."""
         t = self.tokens(x)
         attentions = []
         for block in self.blocks:

@@ -35,13 +35,13 @@ training, ``model(images)`` -> per image ``{"boxes", "scores", "labels"}`` in ev
 from __future__ import annotations
 
 import math
-from typing import Dict, List, NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.boxes import batched_nms, check_boxes, paired_iou, clip_boxes_to_image, remove_small_boxes
+from ..ops.boxes import batched_nms, check_boxes, clip_boxes_to_image, paired_iou, remove_small_boxes
 from .backbone import conv_backbone, conv_bn_relu
 from .checks import check_detection_inputs, targets_to
 
@@ -102,9 +102,12 @@ class YOLO(nn.Module):
         width: backbone width (features have 4 * width channels).
         stride: pixels per cell, 8 (16 x 16 grid on 128 x 128) or 16 (8 x 8).
         boxes_per_cell: B.
-        lambda_coord, lambda_noobj: YOLO v1's loss weights (5 and 0.5).
+        lambda_coord: YOLO v1's weight of the box loss (5).
+        lambda_noobj: YOLO v1's weight of the confidence loss of cells without objects (0.5).
         prior: starting confidence of every predictor (its bias is log(prior / (1 - prior))).
-        score_thresh, nms_thresh, detections_per_img: inference settings.
+        score_thresh: inference: drop scores at or below it.
+        nms_thresh: inference: per-class NMS IoU threshold.
+        detections_per_img: inference: most detections kept per image.
         neck_depth: 3x3 conv-BN-ReLU layers between the backbone and the head (the
             trade-offs chapter's depth sweep varies it).
     """
@@ -153,8 +156,8 @@ class YOLO(nn.Module):
         return GridPredictions(xy, sqrt_wh, per_box[..., 4], out[..., 5 * nb:], boxes)
 
     # ------------------------------------------------------------------ training
-    def compute_loss(self, pred: GridPredictions, targets: List[Dict[str, Tensor]],
-                     image_size: int) -> Dict[str, Tensor]:
+    def compute_loss(self, pred: GridPredictions, targets: list[dict[str, Tensor]],
+                     image_size: int) -> dict[str, Tensor]:
         """YOLO's four loss terms for a batch (see the module docstring)."""
         n, s = pred.confidence.shape[:2]
         coord, cls = [], []
@@ -188,7 +191,7 @@ class YOLO(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def postprocess(self, pred: GridPredictions, image_size) -> List[Dict[str, Tensor]]:
+    def postprocess(self, pred: GridPredictions, image_size) -> list[dict[str, Tensor]]:
         """Score every (box, class) as confidence x class probability, threshold, NMS."""
         n = pred.boxes.shape[0]
         conf = pred.confidence.sigmoid().reshape(n, -1, self.boxes_per_cell)   # (N, S*S, B)
@@ -208,9 +211,12 @@ class YOLO(nn.Module):
             out.append({"boxes": b[keep], "scores": sc[keep], "labels": labels[keep]})
         return out
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Args: images [N, 3, H, W] in [0, 1], H = W a multiple of the stride; targets: per
-        image {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+        """The losses (training) or the detections (eval).
+
+        Args:
+            images: [N, 3, H, W] in [0, 1], H = W a multiple of the stride.
+            targets: per image {"boxes" [G, 4] xyxy, "labels" [G] in 1..C} (training only).
 
         Returns:
             training: {"loss_box_reg", "loss_objectness", "loss_no_object", "loss_classifier"};

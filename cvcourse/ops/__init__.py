@@ -1,6 +1,10 @@
-"""Detection and segmentation operators, written in plain PyTorch and checked against
-torchvision / torch. Signatures mirror torchvision's, so either can be swapped in."""
+"""Detection and segmentation operators, written in plain PyTorch.
 
+Each is checked against torchvision / torch. Signatures mirror torchvision's, so either can
+be swapped in.
+"""
+
+from .anchors import AnchorGenerator, anchors_for, cell_anchors
 from .boxes import (
     BOX_FORMATS,
     BoxCoder,
@@ -14,10 +18,9 @@ from .boxes import (
     paired_iou,
     remove_small_boxes,
 )
-from .anchors import AnchorGenerator, anchors_for, cell_anchors
-from .matching import AnchorLabels, BalancedPositiveNegativeSampler, Matcher, label_anchors
-from .hungarian import HungarianMatcher
 from .focal import sigmoid_focal_loss
+from .hungarian import HungarianMatcher
+from .matching import AnchorLabels, BalancedPositiveNegativeSampler, Matcher, label_anchors
 from .roi import (
     AlignSamples,
     RoIAlign,

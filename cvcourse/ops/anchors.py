@@ -12,19 +12,18 @@ into the other's detector.
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 from torch import Tensor, nn
 
-from .boxes import check_boxes
-
 __all__ = ["AnchorGenerator", "anchors_for", "cell_anchors"]
 
-IntPair = Union[int, Tuple[int, int]]
+IntPair = Union[int, tuple[int, int]]
 
 
-def _pair(value, name: str) -> Tuple[int, int]:
+def _pair(value, name: str) -> tuple[int, int]:
     pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
     if len(pair) != 2 or not all(int(v) == v and v > 0 for v in pair):
         raise ValueError(f"{name} must be a positive int or a pair (h, w) of them, got {value!r}")
@@ -46,6 +45,8 @@ def cell_anchors(
     Args:
         sizes (sequence of float): anchor sizes (square roots of their areas), in pixels.
         aspect_ratios (sequence of float): height / width ratios, all > 0.
+        dtype (torch.dtype): of the result.
+        device (torch.device, optional): of the result.
 
     Returns:
         Tensor[len(aspect_ratios) * len(sizes), 4]: xyxy anchors, anchor ``r * len(sizes) + s``
@@ -61,7 +62,7 @@ def cell_anchors(
     return (torch.stack([-widths, -heights, widths, heights], dim=1) / 2).round()
 
 
-def _shift(base: Tensor, grid_size: Tuple[int, int], stride: Tuple[int, int]) -> Tensor:
+def _shift(base: Tensor, grid_size: tuple[int, int], stride: tuple[int, int]) -> Tensor:
     """The cell anchors [A, 4] copied to every cell: [h * w * A, 4], cells in row-major order."""
     (h, w), (sy, sx) = grid_size, stride
     ys = torch.arange(h, dtype=base.dtype, device=base.device) * sy  # (h,) cell top-left corners
@@ -72,7 +73,7 @@ def _shift(base: Tensor, grid_size: Tuple[int, int], stride: Tuple[int, int]) ->
 
 
 def anchors_for(
-    feature_shape: Tuple[int, int],
+    feature_shape: tuple[int, int],
     stride: IntPair,
     sizes: Sequence[float] = (32,),
     ratios: Sequence[float] = (0.5, 1.0, 2.0),
@@ -88,8 +89,10 @@ def anchors_for(
     Args:
         feature_shape ((h, w)): the feature map's height and width, in cells.
         stride (int or (sy, sx)): image pixels per cell.
-        sizes, ratios: as in `cell_anchors`.
-        device, dtype: of the result.
+        sizes (sequence of float): anchor sizes, as in `cell_anchors`.
+        ratios (sequence of float): aspect ratios, as in `cell_anchors`.
+        device (torch.device, optional): of the result.
+        dtype (torch.dtype): of the result.
 
     Returns:
         Tensor[h * w * A, 4]: xyxy anchors, location-major (cells in row-major order), then
@@ -119,12 +122,13 @@ class AnchorGenerator(nn.Module):
         self.sizes, self.aspect_ratios = sizes, aspect_ratios
         self.cell_anchors = [cell_anchors(s, r) for s, r in zip(sizes, aspect_ratios)]  # [A_i, 4]
 
-    def num_anchors_per_location(self) -> List[int]:
+    def num_anchors_per_location(self) -> list[int]:
+        """Anchors per feature cell, for each feature map (torchvision's name)."""
         return [len(s) * len(r) for s, r in zip(self.sizes, self.aspect_ratios)]
 
     def grid_anchors(
-        self, grid_sizes: Sequence[Tuple[int, int]], strides: Sequence[Tuple[int, int]]
-    ) -> List[Tensor]:
+        self, grid_sizes: Sequence[tuple[int, int]], strides: Sequence[tuple[int, int]]
+    ) -> list[Tensor]:
         """Anchors of each feature map: one Tensor[h * w * A, 4] per (grid size, stride)."""
         if not len(grid_sizes) == len(strides) == len(self.cell_anchors):
             raise ValueError(
@@ -137,7 +141,7 @@ class AnchorGenerator(nn.Module):
             anchors.append(_shift(base, _pair(size, "grid size"), _pair(stride, "stride")))
         return anchors
 
-    def forward(self, image_list, feature_maps: List[Tensor]) -> List[Tensor]:
+    def forward(self, image_list, feature_maps: list[Tensor]) -> list[Tensor]:
         """Anchors for every image: a list with one Tensor[sum_i h_i * w_i * A_i, 4] per image.
 
         Args:

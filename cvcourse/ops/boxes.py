@@ -178,9 +178,9 @@ def paired_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
 
 
 def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Generalized IoU (Rezatofighi et al., 2019) of every pair of boxes.
+    r"""Generalized IoU (Rezatofighi et al., 2019) of every pair of boxes.
 
-    ``GIoU = IoU - |C \\ (A ∪ B)| / |C|`` where C is the smallest box enclosing A and B. Unlike
+    ``GIoU = IoU - |C \ (A ∪ B)| / |C|`` where C is the smallest box enclosing A and B. Unlike
     IoU it still says how far apart two disjoint boxes are, so it can serve as a loss.
 
     Args:

@@ -21,7 +21,7 @@ it returns, per image, ``(pred_indices, target_indices)``, two int64 tensors of 
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 from scipy.optimize import linear_sum_assignment
@@ -32,7 +32,7 @@ from .boxes import box_convert, generalized_box_iou
 __all__ = ["HungarianMatcher", "check_matcher_inputs"]
 
 
-def check_matcher_inputs(outputs: Dict[str, Tensor], targets: Sequence[Dict[str, Tensor]]) -> None:
+def check_matcher_inputs(outputs: dict[str, Tensor], targets: Sequence[dict[str, Tensor]]) -> None:
     """Raise a ValueError naming the argument when `outputs` / `targets` are not DETR's format."""
     if not isinstance(outputs, dict) or "pred_logits" not in outputs or "pred_boxes" not in outputs:
         raise ValueError("outputs must be a dict with 'pred_logits' [B, Q, K] and 'pred_boxes' [B, Q, 4]")
@@ -92,10 +92,13 @@ class HungarianMatcher(nn.Module):
         self.cost_class, self.cost_bbox, self.cost_giou = cost_class, cost_bbox, cost_giou
 
     @torch.no_grad()
-    def cost_parts(self, outputs: Dict[str, Tensor], targets: Sequence[Dict[str, Tensor]]
-                   ) -> List[Dict[str, Tensor]]:
-        """The unweighted cost terms per image: {"class", "bbox", "giou"} each ``[Q, N_i]``,
-        and "total", their weighted sum (the matrix the assignment minimises)."""
+    def cost_parts(self, outputs: dict[str, Tensor], targets: Sequence[dict[str, Tensor]]
+                   ) -> list[dict[str, Tensor]]:
+        """The cost terms per image, unweighted, and their weighted sum.
+
+        Returns per image {"class", "bbox", "giou"} each ``[Q, N_i]``, and "total", their
+        weighted sum (the matrix the assignment minimises).
+        """
         check_matcher_inputs(outputs, targets)
         B, Q, K = outputs["pred_logits"].shape
         if B == 0:
@@ -117,16 +120,19 @@ class HungarianMatcher(nn.Module):
         split = {k: v.view(B, Q, -1).split(sizes, -1) for k, v in full.items()}
         return [{k: split[k][b][b] for k in full} for b in range(B)]                 # (Q, N_b) each
 
-    def cost_matrix(self, outputs, targets) -> List[Tensor]:
+    def cost_matrix(self, outputs, targets) -> list[Tensor]:
         """The total matching cost ``[Q, N_i]`` of every (prediction, target) pair per image."""
         return [p["total"] for p in self.cost_parts(outputs, targets)]
 
     @torch.no_grad()
-    def forward(self, outputs: Dict[str, Tensor], targets: Sequence[Dict[str, Tensor]]
-                ) -> List[Tuple[Tensor, Tensor]]:
-        """Per image ``(pred_indices [N_i], target_indices [N_i])``, int64, pred_indices sorted;
-        prediction ``pred_indices[k]`` is matched to target ``target_indices[k]``. An image
-        without targets gets two empty tensors."""
+    def forward(self, outputs: dict[str, Tensor], targets: Sequence[dict[str, Tensor]]
+                ) -> list[tuple[Tensor, Tensor]]:
+        """The one-to-one assignment of minimum total cost, per image.
+
+        Returns per image ``(pred_indices [N_i], target_indices [N_i])``, int64, pred_indices
+        sorted; prediction ``pred_indices[k]`` is matched to target ``target_indices[k]``. An
+        image without targets gets two empty tensors.
+        """
         out = []
         for cost in self.cost_matrix(outputs, targets):
             if cost.shape[1] == 0:
@@ -140,4 +146,5 @@ class HungarianMatcher(nn.Module):
         return out
 
     def extra_repr(self) -> str:
+        """The cost weights, shown in the module's repr."""
         return f"cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, cost_giou={self.cost_giou}"

@@ -11,7 +11,7 @@ DETR's one-to-one matching is in ``hungarian.py``.
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Tuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -49,7 +49,10 @@ class Matcher:
         self.allow_low_quality_matches = allow_low_quality_matches
 
     def __call__(self, match_quality_matrix: Tensor) -> Tensor:
-        """Args: match_quality_matrix (Tensor[M, N]): quality of (ground truth m, prediction n).
+        """Match every prediction to a ground truth, or mark it below / between the thresholds.
+
+        Args:
+            match_quality_matrix (Tensor[M, N]): quality of (ground truth m, prediction n).
 
         Returns:
             Tensor[N]: int64, the matched ground truth in [0, M) or -1 / -2.
@@ -97,8 +100,11 @@ class BalancedPositiveNegativeSampler:
             )
         self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
 
-    def __call__(self, matched_idxs: List[Tensor]) -> Tuple[List[Tensor], List[Tensor]]:
-        """Args: matched_idxs (list of Tensor[N_i]): per image, labels -1, 0 or >= 1.
+    def __call__(self, matched_idxs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """Draw each image's positives and negatives.
+
+        Args:
+            matched_idxs (list of Tensor[N_i]): per image, labels -1, 0 or >= 1.
 
         Returns:
             (pos_idx, neg_idx): per image, uint8 masks Tensor[N_i] of the drawn positives and
@@ -120,6 +126,8 @@ class BalancedPositiveNegativeSampler:
 
 
 class AnchorLabels(NamedTuple):
+    """The training labels of anchors, as `label_anchors` returns them."""
+
     labels: Tensor  # (A,) int64: 1 positive, 0 negative, -1 ignored
     matched_gt: Tensor  # (A,) int64: index of the matched ground-truth box for positives, else -1
     iou: Tensor  # (A,) best IoU of each anchor with any ground truth (0 without ground truth)
@@ -141,7 +149,8 @@ def label_anchors(
     Args:
         anchors (Tensor[A, 4]): xyxy anchors.
         gt_boxes (Tensor[G, 4]): xyxy ground-truth boxes (G may be 0).
-        high, low (float): IoU thresholds.
+        high (float): IoU at and above which an anchor is positive.
+        low (float): IoU below which an anchor is negative.
         allow_low_quality_matches (bool): also make each ground truth's best anchors positive.
 
     Returns:

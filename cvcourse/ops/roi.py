@@ -19,13 +19,14 @@ Gradients reach ``input`` through autograd; as in torchvision, ``boxes`` get non
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .boxes import check_ordered, box_area
+from .boxes import box_area, check_ordered
 
 __all__ = [
     "AlignSamples",
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 Boxes = Union[Tensor, Sequence[Tensor]]
-IntPair = Union[int, Tuple[int, int]]
+IntPair = Union[int, tuple[int, int]]
 
 
 # --------------------------------------------------------------------------- validation
@@ -50,7 +51,7 @@ def _describe(x) -> str:
     return f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
 
 
-def _output_size(output_size) -> Tuple[int, int]:
+def _output_size(output_size) -> tuple[int, int]:
     size = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size,) * 2
     if len(size) != 2 or not all(type(s) is int and s > 0 for s in size):
         raise ValueError(f"output_size must be an int > 0 or a pair (h, w), got {output_size!r}")
@@ -63,7 +64,7 @@ def _check_scale(spatial_scale) -> None:
         raise ValueError(f"spatial_scale must be a positive number, got {spatial_scale!r}")
 
 
-def _as_rois(input, boxes: Boxes, output_size, spatial_scale) -> Tuple[Tensor, Tuple[int, int]]:
+def _as_rois(input, boxes: Boxes, output_size, spatial_scale) -> tuple[Tensor, tuple[int, int]]:
     """Check the arguments; return detached rois [K, 5] (index, x1, y1, x2, y2) and (oh, ow)."""
     if not isinstance(input, Tensor) or input.dim() != 4 or not input.is_floating_point():
         got = f"{_describe(input)} {getattr(input, 'dtype', '')}"
@@ -113,13 +114,16 @@ def _round_half_away(v: Tensor) -> Tensor:
 
 
 def _divide(x: Tensor, n: int) -> Tensor:
-    """``x / n`` correctly rounded on every device. CUDA divides by a Python number as a
-    product with its reciprocal, which can be one bit off (7 * (1/3) * 3 = 7.000000000000001):
-    a floor or ceil of it then moves a bin edge by a whole cell. A tensor divisor is divided."""
+    """``x / n`` correctly rounded on every device.
+
+    CUDA divides by a Python number as a product with its reciprocal, which can be one bit
+    off (7 * (1/3) * 3 = 7.000000000000001): a floor or ceil of it then moves a bin edge by a
+    whole cell. A tensor divisor is divided.
+    """
     return x / x.new_full((), n)
 
 
-def _snap_axis(start: Tensor, end: Tensor, pooled: int, size: int) -> Tuple[Tensor, Tensor]:
+def _snap_axis(start: Tensor, end: Tensor, pooled: int, size: int) -> tuple[Tensor, Tensor]:
     """Integer edges [lo, hi) of `pooled` bins along one axis, clipped to [0, size]: (K, P) each."""
     cells = (end - start + 1).clamp(min=1)  # (K,) the '+1' counts the last cell in
     bin_size = _divide(cells[:, None], pooled)  # (K, 1) a fraction of a cell, in general
@@ -130,7 +134,7 @@ def _snap_axis(start: Tensor, end: Tensor, pooled: int, size: int) -> Tuple[Tens
 
 
 def roi_pool_bins(
-    boxes: Tensor, output_size: IntPair, spatial_scale: float, map_size: Tuple[int, int]
+    boxes: Tensor, output_size: IntPair, spatial_scale: float, map_size: tuple[int, int]
 ):
     """The integer bins RoI Pool takes maxima over: rows [hstart, hend) x columns [wstart, wend).
 
@@ -307,13 +311,16 @@ def bilinear_sample_points(
     sampling_ratio: int = -1,
     spatial_scale: float = 1.0,
     aligned: bool = False,
-    map_size: Optional[Tuple[int, int]] = None,
+    map_size: tuple[int, int] | None = None,
 ) -> AlignSamples:
     """The bins and bilinear sample points RoI Align uses for one box (for figures and widgets).
 
     Args:
         box (Tensor[4]): one xyxy box in input pixels.
-        output_size, sampling_ratio, spatial_scale, aligned: as in `roi_align`.
+        output_size (int or (h, w)): as in `roi_align`.
+        sampling_ratio (int): as in `roi_align`.
+        spatial_scale (float): as in `roi_align`.
+        aligned (bool): as in `roi_align`.
         map_size ((H, W), optional): the feature map's size, to mark samples that read 0.
 
     Returns:
@@ -388,9 +395,11 @@ class RoIPool(nn.Module):
         self.output_size, self.spatial_scale = _output_size(output_size), spatial_scale
 
     def forward(self, input: Tensor, rois: Boxes) -> Tensor:
+        """`roi_pool` with this module's settings."""
         return roi_pool(input, rois, self.output_size, self.spatial_scale)
 
     def extra_repr(self) -> str:
+        """The settings, shown in the module's repr."""
         return f"output_size={self.output_size}, spatial_scale={self.spatial_scale}"
 
 
@@ -405,11 +414,13 @@ class RoIAlign(nn.Module):
         self.sampling_ratio, self.aligned = sampling_ratio, aligned
 
     def forward(self, input: Tensor, rois: Boxes) -> Tensor:
+        """`roi_align` with this module's settings."""
         return roi_align(
             input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
         )
 
     def extra_repr(self) -> str:
+        """The settings, shown in the module's repr."""
         return (
             f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
             f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}"

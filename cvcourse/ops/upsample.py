@@ -1,5 +1,6 @@
-"""In-network upsampling, written from scratch: nearest, bed of nails, max unpooling and
-transposed convolution.
+"""In-network upsampling, written from scratch.
+
+Nearest, bed of nails, max unpooling and transposed convolution.
 
 A segmentation network downsamples for context and must upsample back to the input's
 resolution. The first three operators here have no parameters; the transposed convolution
@@ -15,13 +16,14 @@ All functions take batched feature maps ``[N, C, H, W]`` and follow the input's 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Tuple, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IntPair = Union[int, Tuple[int, int]]
+IntPair = Union[int, tuple[int, int]]
 
 __all__ = [
     "nearest_upsample",
@@ -43,7 +45,7 @@ def _check_4d(x: Tensor, name: str) -> None:
         raise ValueError(f"{name} must be a 4-D tensor [N, C, H, W], got {got}")
 
 
-def _pair(value, name: str, minimum: int) -> Tuple[int, int]:
+def _pair(value, name: str, minimum: int) -> tuple[int, int]:
     """Turn an int or a pair of ints into a pair, checking each is an int >= minimum."""
     pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
     ok = len(pair) == 2 and all(
@@ -94,13 +96,15 @@ def bed_of_nails(x: Tensor, scale_factor: IntPair) -> Tensor:
 
 
 def max_pool2d_with_indices(
-    x: Tensor, kernel_size: IntPair, stride: Optional[IntPair] = None, padding: IntPair = 0
-) -> Tuple[Tensor, Tensor]:
+    x: Tensor, kernel_size: IntPair, stride: IntPair | None = None, padding: IntPair = 0
+) -> tuple[Tensor, Tensor]:
     """Max pooling that also returns where each maximum came from (for ``max_unpool2d``).
 
     Args:
         x: feature map ``[N, C, H, W]``.
-        kernel_size, stride, padding: as in ``F.max_pool2d`` (stride defaults to kernel_size).
+        kernel_size: the pooling window, as in ``F.max_pool2d``.
+        stride: the window's step (defaults to kernel_size).
+        padding: as in ``F.max_pool2d``.
 
     Returns:
         ``(pooled, indices)``, both ``[N, C, Ho, Wo]``; ``indices`` are int64 positions in the
@@ -120,9 +124,9 @@ def max_unpool2d(
     x: Tensor,
     indices: Tensor,
     kernel_size: IntPair,
-    stride: Optional[IntPair] = None,
+    stride: IntPair | None = None,
     padding: IntPair = 0,
-    output_size: Optional[Sequence[int]] = None,
+    output_size: Sequence[int] | None = None,
 ) -> Tensor:
     """Max unpooling: put each value back where its pooling window had its maximum.
 
@@ -130,7 +134,9 @@ def max_unpool2d(
         x: pooled values ``[N, C, H, W]``.
         indices: int64 ``[N, C, H, W]`` from ``max_pool2d_with_indices``: a position in the
             flattened ``Ho*Wo`` output plane for every value.
-        kernel_size, stride, padding: those of the pooling (stride defaults to kernel_size).
+        kernel_size: the pooling's window.
+        stride: the pooling's step (defaults to kernel_size).
+        padding: the pooling's padding.
         output_size: ``(Ho, Wo)`` or ``(N, C, Ho, Wo)``; defaults to
             ``((H-1)*stride - 2*padding + kernel_size)`` per axis, as in ``F.max_unpool2d``.
 
@@ -167,15 +173,17 @@ def max_unpool2d(
 def conv_transpose2d(
     input: Tensor,
     weight: Tensor,
-    bias: Optional[Tensor] = None,
+    bias: Tensor | None = None,
     stride: IntPair = 1,
     padding: IntPair = 0,
     output_padding: IntPair = 0,
     groups: int = 1,
     dilation: IntPair = 1,
 ) -> Tensor:
-    """Transposed convolution: each input value places a weighted copy of the filter into
-    the output, and overlapping copies are summed.
+    """Transposed convolution: the sum of a weighted copy of the filter per input value.
+
+    Each input value places a weighted copy of the filter into the output, and overlapping
+    copies are summed.
 
     Same signature and result as ``F.conv_transpose2d``.
 
@@ -260,7 +268,7 @@ def _single_channel_weight(weight: Tensor) -> Tensor:
     return weight
 
 
-def _operator_matrix(op, input_size: Tuple[int, int], weight: Tensor) -> Tensor:
+def _operator_matrix(op, input_size: tuple[int, int], weight: Tensor) -> Tensor:
     """Dense matrix of a linear op on one H x W plane: apply it to every basis image."""
     h, w = _pair(tuple(input_size), "input_size", minimum=1)
     basis = torch.eye(h * w, dtype=weight.dtype, device=weight.device).view(h * w, 1, h, w)
@@ -269,14 +277,15 @@ def _operator_matrix(op, input_size: Tuple[int, int], weight: Tensor) -> Tensor:
 
 
 def conv_transpose2d_matrix(
-    weight: Tensor, input_size: Tuple[int, int], stride: IntPair = 1, padding: IntPair = 0
+    weight: Tensor, input_size: tuple[int, int], stride: IntPair = 1, padding: IntPair = 0
 ) -> Tensor:
     """Dense matrix ``T`` of a single-channel transposed convolution.
 
     Args:
         weight: ``[kh, kw]`` (or ``[1, 1, kh, kw]``).
         input_size: ``(H, W)`` of the input plane.
-        stride, padding: as in ``conv_transpose2d``.
+        stride: as in ``conv_transpose2d``.
+        padding: as in ``conv_transpose2d``.
 
     Returns:
         ``T`` of shape ``[Ho*Wo, H*W]`` with ``convT(x).flatten() == T @ x.flatten()``.
@@ -290,14 +299,15 @@ def conv_transpose2d_matrix(
 
 
 def conv2d_matrix(
-    weight: Tensor, input_size: Tuple[int, int], stride: IntPair = 1, padding: IntPair = 0
+    weight: Tensor, input_size: tuple[int, int], stride: IntPair = 1, padding: IntPair = 0
 ) -> Tensor:
     """Dense matrix ``C`` of a single-channel ``F.conv2d``: ``conv(x).flatten() == C @ x.flatten()``.
 
     Args:
         weight: ``[kh, kw]`` (or ``[1, 1, kh, kw]``).
         input_size: ``(H, W)`` of the input plane.
-        stride, padding: as in ``F.conv2d``.
+        stride: as in ``F.conv2d``.
+        padding: as in ``F.conv2d``.
 
     Returns:
         ``C`` of shape ``[Ho*Wo, H*W]``.

@@ -8,7 +8,7 @@ evaluation and the bar the checkpoint must meet. `python -m cvcourse.train NAME`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
@@ -31,8 +31,7 @@ class Recipe:
     grad_clip: float | None = None
     collate_fn: Callable | None = None
     seed: int = 0
-    description: str = ""
-    extra: dict = field(default_factory=dict)
+    description: str = ""                    # one line: `python -m cvcourse.train --help` and the manifest
 
     def build(self) -> nn.Module:
         """A freshly initialised model with this recipe's config."""
@@ -51,14 +50,16 @@ def register(recipe: Recipe) -> Recipe:
 
 def _load_all() -> None:
     # Each chapter's module registers its recipes when imported.
-    from . import classification  # noqa: F401
-    from . import segmentation  # noqa: F401
-    from . import detection  # noqa: F401
-    from . import single_stage  # noqa: F401
-    from . import detr  # noqa: F401
-    from . import vit  # noqa: F401
-    from . import instance  # noqa: F401
-    from . import rcnn  # noqa: F401
+    from . import (
+        classification,  # noqa: F401
+        detection,  # noqa: F401
+        detr,  # noqa: F401
+        instance,  # noqa: F401
+        rcnn,  # noqa: F401
+        segmentation,  # noqa: F401
+        single_stage,  # noqa: F401
+        vit,  # noqa: F401
+    )
 
 
 def names() -> list[str]:

@@ -9,8 +9,6 @@ scored by class accuracy and the mean IoU of its box with the true box.
 
 from __future__ import annotations
 
-from typing import Dict, List
-
 import torch
 from torch import Tensor, nn
 
@@ -27,7 +25,7 @@ from . import Recipe, register
 NUM_OBJECT_CLASSES = len(CLASSES) - 1
 
 
-def detection_loss(model: nn.Module, batch) -> Dict[str, Tensor]:
+def detection_loss(model: nn.Module, batch) -> dict[str, Tensor]:
     """torchvision's convention: in training mode ``model(images, targets)`` is the loss dict."""
     images, targets = batch
     return model(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
@@ -61,7 +59,7 @@ def localization_metrics(model: nn.Module, split: str = "test", n: int = 1000,
 LOCALIZER_BOX_WEIGHT = 10.0
 
 
-def localizer_loss(model: nn.Module, batch) -> Dict[str, Tensor]:
+def localizer_loss(model: nn.Module, batch) -> dict[str, Tensor]:
     """The multitask loss with the box term weighted `LOCALIZER_BOX_WEIGHT` (smooth L1).
 
     With weight 1 the shipped localizer (1500 steps) classified well (0.97) but its boxes

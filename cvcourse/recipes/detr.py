@@ -30,11 +30,11 @@ import torch
 from torch import nn
 
 from ..data import ShapesDataset, detection_collate
+from ..data.scenes import detection_data, held_out_scenes
+from ..inference import detect
 from ..metrics import mean_average_precision
 from ..models.detr import DETR
 from . import Recipe, register
-from ..data.scenes import detection_data, held_out_scenes
-from ..inference import detect
 from .detection import NUM_OBJECT_CLASSES, detection_loss
 
 MAX_OBJECTS = 2          # objects per scene (1..MAX_OBJECTS) for training and evaluation

@@ -11,23 +11,20 @@ Scores: box mAP@0.5 and mask mAP, mAP@0.5, mAP@0.75 on held-out scenes, computed
 
 from __future__ import annotations
 
-from typing import Dict, List
-
-import torch
 from torch import Tensor, nn
 
 from ..data import detection_collate
+from ..data.scenes import DETECTION_SIZE, detection_data, held_out_scenes
+from ..inference import segment
 from ..metrics import mean_average_precision
 from ..models.mask_rcnn import MaskRCNN
 from . import Recipe, register
-from ..data.scenes import DETECTION_SIZE, detection_data, held_out_scenes
-from ..inference import segment
 from .detection import NUM_OBJECT_CLASSES
 
 EVAL_SCENES = 200
 
 
-def instance_loss(model: nn.Module, batch) -> Dict[str, Tensor]:
+def instance_loss(model: nn.Module, batch) -> dict[str, Tensor]:
     """``model(images, targets)`` with boxes, labels and masks: the five losses of Mask R-CNN."""
     images, targets = batch
     return model(images, [{k: t[k] for k in ("boxes", "labels", "masks")} for t in targets])

@@ -15,19 +15,18 @@ COCO mAP and mAP@0.5 with `cvcourse.metrics.mean_average_precision`.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Dict, List, Tuple
 
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..data.scenes import detection_data, held_out_scenes
 from ..inference import evaluating
 from ..metrics import mean_average_precision
 from ..models import RCNN
 from ..models.rcnn import rcnn_loss
 from ..proposals import propose
 from . import Recipe, register
-from ..data.scenes import detection_data, held_out_scenes
 from .detection import NUM_OBJECT_CLASSES
 
 __all__ = ["ProposalScenes", "rcnn_collate", "rcnn_train_loss", "held_out_proposals", "rcnn_metrics",
@@ -60,7 +59,7 @@ class ProposalScenes(Dataset):
             raise ValueError(f"length must be >= 1, got {length}")
         self.scenes = detection_data(split, length, seed=seed)
         self.max_proposals, self.flip = max_proposals, flip
-        self._cache: Dict[int, Tuple[Tensor, dict, Tensor]] = {}
+        self._cache: dict[int, tuple[Tensor, dict, Tensor]] = {}
 
     def __len__(self) -> int:
         return len(self.scenes)
@@ -79,7 +78,7 @@ class ProposalScenes(Dataset):
         return image, target, proposals
 
 
-def rcnn_collate(batch) -> Tuple[Tensor, List[dict], List[Tensor]]:
+def rcnn_collate(batch) -> tuple[Tensor, list[dict], list[Tensor]]:
     """``(image, target, proposals)`` triples -> images [B, 3, S, S], targets, proposals lists."""
     if len(batch) == 0:
         raise ValueError("batch must hold at least one (image, target, proposals) triple")
@@ -87,7 +86,7 @@ def rcnn_collate(batch) -> Tuple[Tensor, List[dict], List[Tensor]]:
     return torch.stack(images), list(targets), list(proposals)
 
 
-def rcnn_train_loss(model: RCNN, batch) -> Dict[str, Tensor]:
+def rcnn_train_loss(model: RCNN, batch) -> dict[str, Tensor]:
     """`rcnn_loss` on `ROIS_PER_IMAGE` sampled proposals per image (each one is a CNN pass)."""
     return rcnn_loss(model, batch, batch_size_per_image=ROIS_PER_IMAGE)
 

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import NUM_CLASSES, ShapesDataset
+from ..inference import predict
 from ..metrics import segmentation_scores
 from ..models import FCN, PatchClassifier, UNet
 from ..models.sliding_window import FullyConvolutionalPatchClassifier
-from ..inference import predict
 from . import Recipe, register
 
 SIZE = 64

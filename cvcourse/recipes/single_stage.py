@@ -18,11 +18,11 @@ shared it); on one 2-core CPU thread each takes 15-20 minutes.
 from __future__ import annotations
 
 from ..data import detection_collate
+from ..data.scenes import detection_data
 from ..models.retinanet import RetinaNet
 from ..models.ssd import SSD
 from ..models.yolo import YOLO
 from . import Recipe, register
-from ..data.scenes import detection_data
 from .detection import DETECTOR_BUDGET, NUM_OBJECT_CLASSES, detection_loss, detection_metrics
 
 SINGLE_STAGE_WIDTH = 16

@@ -6,7 +6,8 @@ of 12-32 px, labels 1..3 -> classes 0..2), so the two models can be compared dir
 The ViT uses a small convolutional stem (``stem="conv"``, Xiao et al. 2021) in place of
 the one-step linear patch embedding. Measured while writing the chapter: the plain ViT
 (same blocks, 2500 steps of 32 fresh scenes, lr 1e-3; 600 steps at 3e-4) stayed at
-chance, its loss at ln 3 = 1.099 and test accuracy 0.40, on CPU and on a GPU alike; the textured backgrounds give one linear map per 8 x 8 patch little to go on.
+chance, its loss at ln 3 = 1.099 and test accuracy 0.40, on CPU and on a GPU alike; the
+textured backgrounds give one linear map per 8 x 8 patch little to go on.
 With the stem, the loss fell to 0.75 within 600 steps.
 """
 

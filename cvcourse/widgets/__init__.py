@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Callable, Mapping
+from collections.abc import Mapping
+from typing import Callable
 
 WIDGET_DPI = 100  # the resolution of the chapters' static figures (matplotlib's default)
 

@@ -13,7 +13,7 @@ corner of the cell's patch.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from matplotlib.collections import PolyCollection
@@ -23,8 +23,8 @@ from .. import viz
 from . import check_setting
 from ..data import make_scene
 from ..ops.anchors import anchors_for
-from ..ops.matching import label_anchors
 from ..ops.boxes import box_iou
+from ..ops.matching import label_anchors
 
 __all__ = ["LABEL_COLORS", "anchor_labels", "anchor_figure", "anchor_widget"]
 

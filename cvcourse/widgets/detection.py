@@ -17,8 +17,8 @@ thrown away. Two steps turn them into a handful of detections: a **score thresho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ STEPS = ("candidates", "above score threshold", "after NMS")
 
 # ------------------------------------------------------------------------- raw outputs
 @torch.no_grad()
-def raw_outputs(model, images: Tensor) -> List[Dict[str, Tensor]]:
+def raw_outputs(model, images: Tensor) -> list[dict[str, Tensor]]:
     """The second stage's outputs before any thresholding, for each image.
 
     Runs backbone -> RPN -> RoI heads of a `cvcourse.models.FasterRCNN` (in eval mode) and
@@ -77,8 +77,8 @@ def raw_outputs(model, images: Tensor) -> List[Dict[str, Tensor]]:
             for p, s, b in zip(proposals, probs.split(counts), boxes.split(counts))]
 
 
-def postprocess_steps(raw: Dict[str, Tensor], score_thresh: float = 0.05, nms_thresh: float = 0.5,
-                      detections_per_img: int = 100, min_size: float = 1e-2) -> Dict[str, dict]:
+def postprocess_steps(raw: dict[str, Tensor], score_thresh: float = 0.05, nms_thresh: float = 0.5,
+                      detections_per_img: int = 100, min_size: float = 1e-2) -> dict[str, dict]:
     """The detections left after each post-processing step, for one image's `raw_outputs`.
 
     1. "candidates": every proposal x every object class (background dropped): K x C boxes.
@@ -123,7 +123,7 @@ def held_out_raw_outputs(name: str = "faster_rcnn", split: str = "test", n: int 
             "score_thresh": model.roi_heads.score_thresh, "nms_thresh": model.roi_heads.nms_thresh}
 
 
-def match_detections(det: Dict[str, Tensor], target: Dict[str, Tensor],
+def match_detections(det: dict[str, Tensor], target: dict[str, Tensor],
                      iou_thresh: float = 0.5) -> Tensor:
     """Which detections are true positives: ``[D]`` bool, greedy by decreasing score, each
     ground-truth object matched at most once, same class and IoU >= `iou_thresh` (as mAP@0.5

@@ -12,8 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Dict, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ __all__ = ["query_data", "held_out_query_data", "query_centres_figure", "query_e
 
 
 @torch.no_grad()
-def query_data(model, images: Tensor, targets: Sequence[Dict[str, Tensor]], batch_size: int = 50) -> dict:
+def query_data(model, images: Tensor, targets: Sequence[dict[str, Tensor]], batch_size: int = 50) -> dict:
     """Raw outputs, matchings and matching costs of DETR `model` on `images`.
 
     Returns:

@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Dict, Sequence
 
 import numpy as np
 import torch
@@ -187,7 +187,7 @@ def sweep_figure(results: dict) -> Figure:
     return fig
 
 
-def recall_figure(curves: Dict[float, Dict[int, float]], title: str = "") -> Figure:
+def recall_figure(curves: dict[float, dict[int, float]], title: str = "") -> Figure:
     """Recall against the number of proposals kept, one line per IoU threshold."""
     fig, axes = viz.subplots(1, 1, size=3.6)
     ax = axes[0, 0]

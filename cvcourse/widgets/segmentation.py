@@ -21,9 +21,20 @@ from matplotlib.patches import Patch, Rectangle
 
 from .. import viz
 from ..data import CLASSES, NUM_CLASSES
-from .upsampling import (UPSAMPLERS, annotated_grid, checkerboard_figure, checkerboard_scores,  # noqa: F401
-                         checkerboard_strength, conv_transpose_figure, conv_transpose_widget,
-                         message_figure, panel_strip, upsampling_figure, upsampling_outputs, upsampling_widget)
+from .upsampling import (  # noqa: F401
+    UPSAMPLERS,
+    annotated_grid,
+    checkerboard_figure,
+    checkerboard_scores,
+    checkerboard_strength,
+    conv_transpose_figure,
+    conv_transpose_widget,
+    message_figure,
+    panel_strip,
+    upsampling_figure,
+    upsampling_outputs,
+    upsampling_widget,
+)
 
 __all__ = [
     "held_out_predictions", "per_scene_boundary_f1", "prediction_figure", "prediction_widget",

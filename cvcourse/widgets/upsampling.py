@@ -14,7 +14,7 @@ Axes, which redraws several times faster than one Axes per panel).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,9 +25,16 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .. import viz
+from ..ops.upsample import (
+    bed_of_nails,
+    bilinear_padding,
+    bilinear_upsample_weight,
+    conv_transpose2d,
+    max_pool2d_with_indices,
+    max_unpool2d,
+    nearest_upsample,
+)
 from . import check_setting
-from ..ops.upsample import (bed_of_nails, bilinear_padding, bilinear_upsample_weight, conv_transpose2d,
-                            max_pool2d_with_indices, max_unpool2d, nearest_upsample)
 
 __all__ = [
     "annotated_grid", "panel_strip", "message_figure", "conv_transpose_figure", "conv_transpose_widget",
