@@ -3,8 +3,14 @@
 import pytest
 import torch
 
-from cvcourse.metrics import (boundary_f1, confusion_matrix, mean_average_precision, mean_iou,
-                              pixel_accuracy, segmentation_scores)
+from cvcourse.metrics import (
+    boundary_f1,
+    confusion_matrix,
+    mean_average_precision,
+    mean_iou,
+    pixel_accuracy,
+    segmentation_scores,
+)
 
 NAN, INF = float("nan"), float("inf")
 

@@ -1,7 +1,7 @@
 """Bad input to the models: images must be float RGB in [0, 1], detector targets need
 labels in 1..C and finite ordered boxes, and an empty batch gives the empty answer."""
 
-from functools import lru_cache
+from functools import cache
 
 import pytest
 import torch
@@ -15,7 +15,7 @@ DETECTORS = ["detr", "faster_rcnn", "mask_rcnn", "retinanet", "ssd", "yolo"]
 SMALL = {"classifier", "vit", "patch", "localizer"}  # 64 x 64 inputs; the rest 128 x 128
 
 
-@lru_cache(maxsize=None)
+@cache
 def model(name):
     torch.manual_seed(0)
     return recipes.get(name).build().eval()

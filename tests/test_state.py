@@ -5,9 +5,17 @@ import pytest
 import torch
 from torch import nn
 
-from cvcourse.interpret import (attention_maps, attention_rollout_method, class_activation_map,
-                                explanation_methods, grad_cam, guided_backprop, input_gradient,
-                                randomization_test, saliency)
+from cvcourse.interpret import (
+    attention_maps,
+    attention_rollout_method,
+    class_activation_map,
+    explanation_methods,
+    grad_cam,
+    guided_backprop,
+    input_gradient,
+    randomization_test,
+    saliency,
+)
 from cvcourse.interpret.grad_cam import activations_and_gradients
 from cvcourse.models import ShapeClassifier
 from cvcourse.models.vit import VisionTransformer
@@ -60,7 +68,7 @@ CLASSIFIER_CALLS = {
     "activations_and_gradients": lambda m: activations_and_gradients(m, "features.4", IMAGES, 0),
     "guided_backprop": lambda m: guided_backprop(m, IMAGES, 1),
     "randomization_test": lambda m: randomization_test(m, saliency, IMAGES, 1),
-    **{f"explanation_methods: {k}": (lambda f: lambda m: f(m, IMAGES, 1))(f)
+    **{f"explanation_methods: {k}": (lambda method: lambda m: method(m, IMAGES, 1))(f)
        for k, f in explanation_methods().items()},
 }
 

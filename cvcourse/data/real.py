@@ -215,9 +215,9 @@ def voc_detection(root, year: str = "2012", image_set: str = "train", keep_diffi
     year = str(year)
     _voc_root(root, year, image_set, "Main")
     convert = partial(_voc_detection_to_tensors, keep_difficult=keep_difficult)
-    from torchvision.datasets import VOCDetection
-
     from xml.etree.ElementTree import ParseError
+
+    from torchvision.datasets import VOCDetection
 
     dataset = VOCDetection(root, year, image_set, download=False, transforms=_Then(convert, transforms))
     return _NameFileErrors(dataset, dataset.annotations, (ParseError,))

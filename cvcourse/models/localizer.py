@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.boxes import box_convert
-from .checks import check_images
 from .backbone import Standardize, conv_bn_relu
+from .checks import check_images
 
 __all__ = ["SingleObjectLocalizer", "localization_loss", "decode_boxes", "encode_boxes"]
 

@@ -18,9 +18,9 @@ from torch import Tensor, nn
 
 from ..ops.boxes import BoxCoder
 from ..ops.matching import BalancedPositiveNegativeSampler, Matcher
-from .checks import check_images
 from ..ops.roi import roi_align
 from .backbone import Standardize, conv_bn_relu
+from .checks import check_images
 from .roi_heads import fastrcnn_loss, postprocess_detections, proposal_targets
 
 __all__ = ["RCNN", "rcnn_targets", "rcnn_loss", "warp_proposals"]

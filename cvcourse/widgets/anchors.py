@@ -20,11 +20,11 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
 from .. import viz
-from . import check_setting
 from ..data import make_scene
 from ..ops.anchors import anchors_for
 from ..ops.boxes import box_iou
 from ..ops.matching import label_anchors
+from . import check_setting
 
 __all__ = ["LABEL_COLORS", "anchor_labels", "anchor_figure", "anchor_widget"]
 

@@ -22,8 +22,8 @@ from torch import Tensor, nn
 
 from .. import viz
 from ..data import CLASSES, make_scene
-from ..ops.boxes import box_iou
 from ..inference import evaluating
+from ..ops.boxes import box_iou
 from . import check_setting, interactive_figure
 
 __all__ = ["window_shapes", "count_windows", "sliding_windows", "count_all_boxes",

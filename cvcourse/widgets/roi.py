@@ -25,9 +25,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .. import viz
-from . import check_setting
 from ..data import make_scene
 from ..ops.roi import bilinear_sample_points, roi_align, roi_pool, roi_pool_bins, roi_pool_snapping_error
+from . import check_setting
 
 __all__ = ["feature_map", "roi_figure", "roi_widget", "shared_features_figure"]
 

@@ -22,9 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .. import viz
+from ..data import CLASSES
 from ..inference import evaluating
 from . import check_setting
-from ..data import CLASSES
 
 __all__ = ["grid_outputs", "grid_figure", "grid_widget", "default_boxes_figure",
            "focal_loss_curves", "loss_shares_np", "focal_loss_figure", "focal_loss_widget",

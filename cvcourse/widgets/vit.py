@@ -22,9 +22,9 @@ from matplotlib.patches import Rectangle
 from matplotlib.patheffects import withStroke
 
 from .. import viz
-from . import check_setting
 from ..interpret.attention import attention_rollout, cls_attention, upsample_to_image
 from ..models.vit import patchify
+from . import check_setting
 
 __all__ = ["VIEWS", "map_for", "patch_tokens_figure", "attention_heads_figure", "cls_vs_rollout_figure",
            "vit_attention_figure", "vit_attention_widget"]
