@@ -88,6 +88,12 @@ def record(name: str, weights_dir=None) -> dict:
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ManifestError(f"{where}: field 'sha256' must be 64 lowercase hex digits, got {digest!r}; "
                             f"{_fix(folder, name)}")
+    for key in ("bar", "metrics"):  # optional, but `evaluate` compares them as numbers
+        value = rec.get(key, {})
+        if not isinstance(value, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
+            raise ManifestError(f"{where}: field {key!r} must map metric names to numbers, got {value!r}; "
+                                f"{_fix(folder, name)}")
     checkpoint_path(rec, folder, name)  # the file must lie inside the folder
     return rec
 

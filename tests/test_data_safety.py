@@ -148,9 +148,15 @@ def test_a_missing_manifest_field_names_the_file_and_the_fix(shipped, field):
     ("file", "../outside.pt", "must be a file name inside"),
     ("file", "/etc/passwd", "must be a file name inside"),
     ("file", "sub/classifier.pt", "must be a file name inside"),
+    ("bar", [0.97], "field 'bar' must map metric names to numbers"),
+    ("bar", {"accuracy": "high"}, "field 'bar' must map metric names to numbers"),
+    ("metrics", None, None),  # optional: a record without metrics still loads
 ])
 def test_a_malformed_manifest_field_is_a_clear_error(shipped, field, value, match):
     _edit_record(shipped, **{field: value})
+    if match is None:
+        assert not pretrained.load("classifier", device="cpu").training
+        return
     with pytest.raises(pretrained.ManifestError, match=match):
         pretrained.load("classifier", device="cpu")
 
