@@ -17,14 +17,14 @@ decoding path (`recipes.detection.detect`) and the same device, in one run.
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from pathlib import Path
 from typing import Dict, Mapping, Sequence
 
 import torch
 from matplotlib.figure import Figure
 from torch import nn
+
+from .timing import median_time
 
 __all__ = ["DETECTORS", "GPU_FILE", "compare_detectors", "pareto_front", "tradeoff_figure",
            "markdown_table", "gpu_measurements"]
@@ -48,11 +48,13 @@ def compare_detectors(models: Mapping[str, nn.Module], images: torch.Tensor, tar
         models: name -> detector with the course's interface (eval-mode ``model(images)`` gives
             per image ``{"boxes", "scores", "labels"}``); each stays on its own device.
         images: ``[N, 3, H, W]`` held-out scenes; targets: their ground truth.
-        batch_size: images per forward pass. repeats: timed passes over all images (the
-            median is kept; the first pass's detections are scored).
+        batch_size: images per forward pass.
+        repeats: timed passes over all images with `cvcourse.timing.median_time` (the median
+            is kept; the first pass's detections are scored).
 
     Returns:
-        One dict per model, in order: ``name, map_50, map, map_75, images_per_s, device``.
+        One dict per model, in order: ``name, map_50, map, map_75, images_per_s, spread, device``
+            (``spread``: (max - min) / median of the timed passes, `cvcourse.timing.Timing.spread`).
     """
     from .metrics import mean_average_precision
     from .recipes.detection import detect
@@ -71,18 +73,13 @@ def compare_detectors(models: Mapping[str, nn.Module], images: torch.Tensor, tar
         device = next(model.parameters()).device
         model.eval()
         detect(model, images[:2], batch_size)              # warm-up: first-call allocations
-        times, detections = [], None
-        for _ in range(repeats):
-            _sync(device)
-            start = time.perf_counter()
-            out = detect(model, images, batch_size)
-            _sync(device)
-            times.append(time.perf_counter() - start)
-            detections = detections or out
-        scores = mean_average_precision(detections, list(targets))
+        detections = []
+        timing = median_time(lambda: detections.append(detect(model, images, batch_size)),
+                             repeats=repeats, warmup=0, sync=lambda: _sync(device))
+        scores = mean_average_precision(detections[0], list(targets))
         rows.append({"name": name, "map_50": float(scores["map_50"]), "map": float(scores["map"]),
-                     "map_75": float(scores["map_75"]),
-                     "images_per_s": len(images) / statistics.median(times), "device": str(device)})
+                     "map_75": float(scores["map_75"]), "images_per_s": timing.per_second(len(images)),
+                     "spread": timing.spread, "device": str(device)})
     return rows
 
 
