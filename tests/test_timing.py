@@ -3,13 +3,13 @@
 Deterministic: a fake clock replaces time.perf_counter, so medians and spreads are exact."""
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from cvcourse import timing
+from cvcourse.models import FasterRCNN
 from cvcourse.timing import Timing, median_time, threads
 
 
@@ -122,21 +122,51 @@ def test_benchmark_and_tradeoffs_use_this_timer(clock, monkeypatch):
     assert run.median_seconds(c.fn, 3, warmup=1) == 3.0 and c.calls == 4
 
     from cvcourse import tradeoffs
+    from cvcourse.recipes import detection
     seen = []
 
     def spy(fn, repeats, warmup, sync=None):
-        seen.append((repeats, warmup))
+        seen.append((repeats, warmup, torch.get_num_threads()))
         fn()
         return Timing(median=2.0, min=1.0, max=3.0, repeats=repeats, threads=1)
 
-    monkeypatch.setattr(tradeoffs, "median_time", spy)
-    from cvcourse.models import FasterRCNN
-    from cvcourse.data import make_scene
-    scenes = [make_scene(i, split="test") for i in range(2)]
-    images = torch.stack([s["image"] for s in scenes])
-    targets = [{"boxes": s["boxes"], "labels": s["labels"]} for s in scenes]
+    monkeypatch.setattr(detection, "median_time", spy)
+    images, targets = detection.held_out_scenes("test", 2)
     torch.manual_seed(0)
     rows = tradeoffs.compare_detectors({"f": FasterRCNN()}, images, targets, batch_size=2, repeats=3)
-    assert seen == [(3, 0)]
+    assert seen == [(3, 0, 1)]                      # 3 timed passes, on one thread
     assert rows[0]["images_per_s"] == 1.0 and rows[0]["spread"] == 1.0
-    assert sys.modules["cvcourse.timing"] is timing
+
+
+class CountingDetector(torch.nn.Module):
+    """Records the batch sizes it is called with and the thread count in force."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.calls = []
+
+    def forward(self, images):
+        self.calls.append((len(images), torch.get_num_threads()))
+        return [{"boxes": torch.zeros(1, 4), "scores": torch.ones(1) * float(i), "labels": torch.ones(1, dtype=torch.long)}
+                for i in range(len(images))]
+
+
+def test_timed_detect_is_the_chapters_measurement():
+    """Warm-up on 2 images, then `repeats` passes in batches of `batch_size` on one thread;
+    the first pass's detections are returned and the thread count is restored."""
+    from cvcourse.recipes.detection import detect, timed_detect
+    images = torch.rand(7, 3, 8, 8)
+    model = CountingDetector()
+    with threads(2):
+        dets, t = timed_detect(model, images, batch_size=3, repeats=2)
+        assert torch.get_num_threads() == 2
+    assert [n for n, _ in model.calls] == [2, 3, 3, 1, 3, 3, 1]
+    assert {k for _, k in model.calls} == {1}
+    assert t.repeats == 2 and t.threads == 1 and t.median > 0
+    ref = detect(CountingDetector(), images, batch_size=3)
+    assert len(dets) == 7 and all(torch.equal(a["scores"], b["scores"]) for a, b in zip(dets, ref))
+    model.calls.clear()
+    with threads(2):
+        timed_detect(model, images, batch_size=25, repeats=1, num_threads=None)
+    assert model.calls == [(2, 2), (7, 2)]

@@ -9,6 +9,7 @@ scored by class accuracy and the mean IoU of its box with the true box.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, List
 
 import torch
@@ -20,6 +21,7 @@ from ..models import FasterRCNN, SingleObjectLocalizer
 from ..models.faster_rcnn import conv_backbone
 from ..models.localizer import localization_loss
 from ..ops.boxes import box_iou
+from ..timing import Timing, median_time, threads
 from . import Recipe, register
 
 NUM_OBJECT_CLASSES = len(CLASSES) - 1
@@ -61,6 +63,36 @@ def detect(model: nn.Module, images: Tensor, batch_size: int = 25) -> List[Dict[
         for det in model(images[i:i + batch_size].to(dev)):
             out.append({k: v.cpu() for k, v in det.items() if k in ("boxes", "scores", "labels", "masks")})
     return out
+
+
+def timed_detect(model: nn.Module, images: Tensor, batch_size: int = 25, repeats: int = 3,
+                 num_threads: int | None = 1) -> tuple[List[Dict[str, Tensor]], Timing]:
+    """`detect`, timed the one way the book quotes a detector's speed in every chapter.
+
+    A warm-up on two images, then `repeats` timed passes of ``detect(model, images,
+    batch_size)`` (network, decoding, score threshold and NMS), with torch on `num_threads`
+    CPU threads and the GPU synchronised around each pass (`cvcourse.timing.median_time`).
+
+    Args:
+        model: a detector with the course's interface, on its own device.
+        images: ``[N, 3, H, W]`` scenes.
+        batch_size: images per forward pass (25 everywhere in the book).
+        repeats: timed passes over all `images`, at least 1; the median is kept.
+        num_threads: torch CPU threads while timing (1: figures comparable between
+            machines and runs); None leaves torch's setting.
+
+    Returns:
+        The detections of the first timed pass, and the `Timing` of one pass over `images`
+        (``timing.per_second(len(images))`` is the images/s the chapters print).
+    """
+    device = next(model.parameters()).device
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    passes: List[List[Dict[str, Tensor]]] = []
+    with contextlib.nullcontext() if num_threads is None else threads(num_threads):
+        detect(model, images[:2], batch_size)                  # warm-up: first-call allocations
+        timing = median_time(lambda: passes.append(detect(model, images, batch_size)),
+                             repeats=repeats, warmup=0, sync=sync)
+    return passes[0], timing
 
 
 def detection_metrics(model: nn.Module, split: str = "test", n: int = 200) -> dict:
