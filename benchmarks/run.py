@@ -290,6 +290,10 @@ def bench_notebooks(repeat: int) -> list[Row]:
     import nbclient
     import nbformat
 
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from cvcourse_sphinx import wake_up_client
+
+    wake_up_client()  # as in the book build: no cell waits out its timeout after a widget
     rows, total = [], 0.0
     for path in sorted((ROOT / "book").rglob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
