@@ -7,7 +7,7 @@ any machine (see the chapters' closing cells).
 
 - `median_time`: median and spread (min, max) of `repeats` timed calls after `warmup`
   untimed ones, with an optional `sync` (e.g. ``torch.cuda.synchronize``) around each call.
-- `Timing`: its result; ``str(t)`` reads "12.3 ms (11.9–13.0 ms, median of 5)".
+- `Timing`: its result; ``str(t)`` reads "12.3 ms (11.9–13.0 ms, median of 5, 1 thread)".
 - `threads`: a context that fixes torch's CPU thread count while timing.
 """
 
@@ -45,10 +45,12 @@ class Timing:
         return items / self.median
 
     def __str__(self) -> str:
-        def ms(s: float) -> str:
-            return f"{s * 1e3:.1f}" if s < 10 else f"{s * 1e3:,.0f}"
-        return (f"{ms(self.median)} ms ({ms(self.min)}–{ms(self.max)} ms, median of {self.repeats}, "
-                f"{self.threads} thread{'s' if self.threads != 1 else ''})")
+        scale, unit = (1.0, "s") if self.median >= 1 else (1e3, "ms")
+
+        def fmt(seconds: float) -> str:
+            return f"{seconds * scale:.1f}" if seconds * scale < 100 else f"{seconds * scale:,.0f}"
+        return (f"{fmt(self.median)} {unit} ({fmt(self.min)}–{fmt(self.max)} {unit}, median of "
+                f"{self.repeats}, {self.threads} thread{'s' if self.threads != 1 else ''})")
 
 
 def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,

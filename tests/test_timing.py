@@ -77,6 +77,10 @@ def test_sync_runs_around_every_timed_call_and_is_timed(clock):
 def test_str_names_median_spread_repeats_and_threads():
     t = Timing(median=0.0123, min=0.0119, max=0.0130, repeats=5, threads=1)
     assert str(t) == "12.3 ms (11.9–13.0 ms, median of 5, 1 thread)"
+    t = Timing(median=20.864, min=16.24, max=122.1, repeats=3, threads=2)
+    assert str(t) == "20.9 s (16.2–122 s, median of 3, 2 threads)"
+    assert str(Timing(median=0.2504, min=0.0999, max=0.9, repeats=1, threads=1)) == \
+        "250 ms (99.9–900 ms, median of 1, 1 thread)"
 
 
 def test_threads_restores_the_count():
