@@ -29,20 +29,11 @@ Row = tuple  # (what, value, unit, note)
 
 
 def median_seconds(fn: Callable, repeat: int, warmup: int = 1, sync: Callable | None = None) -> float:
-    """Median wall time of `repeat` calls of `fn` after `warmup` untimed ones; `sync` (e.g.
-    ``torch.cuda.synchronize``) runs before and after each timed call."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        if sync:
-            sync()
-        t = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    """Median wall time of `repeat` calls of `fn` after `warmup` untimed ones: the package's
+    `cvcourse.timing.median_time` (the timer the chapters use), as plain seconds."""
+    from cvcourse.timing import median_time
+
+    return median_time(fn, repeats=repeat, warmup=warmup, sync=sync).median
 
 
 def bench_data(repeat: int) -> list[Row]:
@@ -299,6 +290,10 @@ def bench_notebooks(repeat: int) -> list[Row]:
     import nbclient
     import nbformat
 
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from cvcourse_sphinx import wake_up_client
+
+    wake_up_client()  # as in the book build: no cell waits out its timeout after a widget
     rows, total = [], 0.0
     for path in sorted((ROOT / "book").rglob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)

@@ -9,12 +9,15 @@ training with BatchNorm's batch statistics).
 from __future__ import annotations
 
 from collections.abc import Iterator
+import contextlib
 from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["evaluating", "detect", "segment", "predict"]
+from .timing import Timing, median_time, threads
+
+__all__ = ["evaluating", "detect", "timed_detect", "segment", "predict"]
 
 
 @contextmanager
@@ -58,6 +61,36 @@ def detect(model: nn.Module, images: Tensor, batch_size: int = 25) -> list[dict[
             for det in model(images[i:i + batch_size].to(dev)):
                 out.append({k: v.cpu() for k, v in det.items() if k in keep})
     return out
+
+
+def timed_detect(model: nn.Module, images: Tensor, batch_size: int = 25, repeats: int = 3,
+                 num_threads: int | None = 1) -> tuple[list[dict[str, Tensor]], Timing]:
+    """`detect`, timed the one way the book quotes a detector's speed in every chapter.
+
+    A warm-up on two images, then `repeats` timed passes of ``detect(model, images,
+    batch_size)`` (network, decoding, score threshold and NMS), with torch on `num_threads`
+    CPU threads and the GPU synchronised around each pass (`cvcourse.timing.median_time`).
+
+    Args:
+        model: a detector with the course's interface, on its own device.
+        images: ``[N, 3, H, W]`` scenes.
+        batch_size: images per forward pass (25 everywhere in the book).
+        repeats: timed passes over all `images`, at least 1; the median is kept.
+        num_threads: torch CPU threads while timing (1: figures comparable between
+            machines and runs); None leaves torch's setting.
+
+    Returns:
+        The detections of the first timed pass, and the `Timing` of one pass over `images`
+        (``timing.per_second(len(images))`` is the images/s the chapters print).
+    """
+    device = next(model.parameters()).device
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    passes: List[list[dict[str, Tensor]]] = []
+    with contextlib.nullcontext() if num_threads is None else threads(num_threads):
+        detect(model, images[:2], batch_size)                  # warm-up: first-call allocations
+        timing = median_time(lambda: passes.append(detect(model, images, batch_size)),
+                             repeats=repeats, warmup=0, sync=sync)
+    return passes[0], timing
 
 
 @torch.no_grad()

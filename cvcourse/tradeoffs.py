@@ -17,14 +17,13 @@ decoding path (`cvcourse.inference.detect`) and the same device, in one run.
 from __future__ import annotations
 
 import json
-import statistics
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
 from torch import nn
+
 
 __all__ = ["DETECTORS", "GPU_FILE", "compare_detectors", "pareto_front", "tradeoff_figure",
            "markdown_table", "gpu_measurements"]
@@ -34,27 +33,28 @@ DETECTORS = ("faster_rcnn", "yolo", "ssd", "retinanet", "detr")
 GPU_FILE = Path(__file__).resolve().parent / "weights" / "detector_speed_gpu.json"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 @torch.no_grad()
 def compare_detectors(models: Mapping[str, nn.Module], images: torch.Tensor, targets: Sequence[dict],
-                      batch_size: int = 25, repeats: int = 1) -> list[dict]:
+                      batch_size: int = 25, repeats: int = 3, num_threads: int | None = 1) -> list[dict]:
     """Score and time every model on the same scenes, one after the other.
 
     Args:
         models: name -> detector with the course's interface (eval-mode ``model(images)`` gives
             per image ``{"boxes", "scores", "labels"}``); each stays on its own device.
         images: ``[N, 3, H, W]`` held-out scenes; targets: their ground truth.
-        batch_size: images per forward pass. repeats: timed passes over all images (the
-            median is kept; the first pass's detections are scored).
+        batch_size: images per forward pass.
+        repeats: timed passes over all images (the median is kept; the first pass's
+            detections are scored).
+        num_threads: torch CPU threads while timing; None leaves torch's setting.
+
+    Each model is timed by `cvcourse.inference.timed_detect`, the measurement every
+    detection chapter prints, so a detector's images/s here and in its own chapter agree.
 
     Returns:
-        One dict per model, in order: ``name, map_50, map, map_75, images_per_s, device``.
+        One dict per model, in order: ``name, map_50, map, map_75, images_per_s, spread, device``
+            (``spread``: (max - min) / median of the timed passes, `cvcourse.timing.Timing.spread`).
     """
-    from .inference import detect
+    from .inference import timed_detect
     from .metrics import mean_average_precision
 
     if not isinstance(models, Mapping) or not models:
@@ -68,21 +68,11 @@ def compare_detectors(models: Mapping[str, nn.Module], images: torch.Tensor, tar
         raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
     rows = []
     for name, model in models.items():
-        device = next(model.parameters()).device
-        model.eval()
-        detect(model, images[:2], batch_size)              # warm-up: first-call allocations
-        times, detections = [], None
-        for _ in range(repeats):
-            _sync(device)
-            start = time.perf_counter()
-            out = detect(model, images, batch_size)
-            _sync(device)
-            times.append(time.perf_counter() - start)
-            detections = detections or out
+        detections, timing = timed_detect(model, images, batch_size, repeats, num_threads)
         scores = mean_average_precision(detections, list(targets))
         rows.append({"name": name, "map_50": float(scores["map_50"]), "map": float(scores["map"]),
-                     "map_75": float(scores["map_75"]),
-                     "images_per_s": len(images) / statistics.median(times), "device": str(device)})
+                     "map_75": float(scores["map_75"]), "images_per_s": timing.per_second(len(images)),
+                     "spread": timing.spread, "device": str(next(model.parameters()).device)})
     return rows
 
 

@@ -8,6 +8,23 @@ matplotlib.use("Agg")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+NBVAL_DEFAULT_CELL_TIMEOUT = 2000  # nbval's own default, in seconds
+
+
+def pytest_configure(config):
+    """nbval waits 2000 s for a cell unless told: a stalled kernel would hold the test run
+    for half an hour before failing. Unless `--nbval-cell-timeout` is given, use the book
+    build's per-cell timeout (`_config.yml`, `execute.timeout`), so a stall fails within
+    minutes, naming the cell ("Timeout of N seconds exceeded executing cell"), and never
+    retries."""
+    if getattr(config.option, "nbval_cell_timeout", None) == NBVAL_DEFAULT_CELL_TIMEOUT:
+        import yaml
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(root, "_config.yml")) as f:
+            config.option.nbval_cell_timeout = int(yaml.safe_load(f)["execute"]["timeout"])
+
+
 def pytest_collection_modifyitems(session, config, items):
     _browser_last(config, items)
     if torch.cuda.is_available():

@@ -1,5 +1,11 @@
 """Small Sphinx fixes for the cvcourse book (registered in _config.yml, local_extensions)."""
 
+import time
+from queue import Empty
+
+# Longest single wait of the notebook client on one socket (seconds); see `wake_up_client`.
+WAKEUP_S = 1.0
+
 
 def _key(js):
     attributes = getattr(js, "attributes", None) or {}
@@ -25,6 +31,48 @@ def dedupe_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = kept
 
 
+def wake_up_client():
+    """Make nbclient's waits for kernel messages re-check their socket every `WAKEUP_S`.
+
+    The stall this fixes: a cell that displays an ipywidgets Output widget (every widget of
+    the book: `interactive_output`) makes nbclient's Output-widget mimic send a comm
+    "update" on the shell socket (`nbclient.output_widget.OutputWidget.sync_state`) while
+    the same client awaits the cell's `execute_reply` on that socket (`socket.poll(timeout)`,
+    pyzmq asyncio, woken by an edge-triggered file descriptor). When the reply lands during
+    the send, the send consumes the wake-up: the reply sits unread, kernel and client both
+    idle, until the poll's timeout, when pyzmq's final check finds it and the cell "passes"
+    exactly `timeout` seconds late (240 s in the book build, 600 s in the benchmark; the
+    kernel's version does not matter). jupyter/nbclient#312 reports the same; ipykernel
+    7's server-side twin was fixed in ipykernel#1529. Polling in slices of `WAKEUP_S` ends
+    each slice with that final check, so a stranded reply is read within a second; a
+    message that really does not come still times out at the caller's deadline.
+    Idempotent; a no-op if jupyter_client has no `AsyncZMQSocketChannel`.
+    """
+    try:
+        from jupyter_client.channels import AsyncZMQSocketChannel
+    except ImportError:
+        return
+    original = AsyncZMQSocketChannel.get_msg
+    if getattr(original, "cvcourse_sliced", False):
+        return
+
+    async def get_msg(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = WAKEUP_S if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await original(self, min(WAKEUP_S, left))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    get_msg.cvcourse_sliced = True
+    get_msg.__wrapped__ = original
+    get_msg.__doc__ = original.__doc__
+    AsyncZMQSocketChannel.get_msg = get_msg
+
+
 def setup(app):
+    wake_up_client()  # the build executes the notebooks in this process (myst-nb, nbclient)
     app.connect("html-page-context", dedupe_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

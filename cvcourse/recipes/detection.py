@@ -5,6 +5,9 @@ Detectors train on fresh 128 x 128 shapes scenes (1-4 objects, ``view="scene"``)
 scored on held-out scenes with `cvcourse.metrics.mean_average_precision` (COCO mAP and
 mAP@0.5, identical to pycocotools). The localizer trains on one-object 64 x 64 scenes and is
 scored by class accuracy and the mean IoU of its box with the true box.
+
+Running and timing a detector over scenes (`detect`, `timed_detect`) lives in
+`cvcourse.inference`.
 """
 
 from __future__ import annotations
