@@ -7,7 +7,8 @@
 # by hand or in a scheduled CI job, not in the test suite.
 #
 #   .ci/test_floors.sh                 # the floors: torch 2.4.0, torchvision 0.19.0
-#   .ci/test_floors.sh 2.3.1 0.18.1    # any other pair
+#   .ci/test_floors.sh 2.5.1 0.20.1    # any other pair
+#   BELOW_FLOORS=1 .ci/test_floors.sh 2.3.1 0.18.1   # below the floors: fails, numpy 2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -22,8 +23,16 @@ echo "floor test: torch $torch_version, torchvision $torchvision_version, $("$py
 pip="$work/venv/bin/python -m pip"
 $pip install -q --upgrade "pip>=23" "setuptools>=77"
 $pip wheel -q --no-deps --no-build-isolation -w "$work/dist" "$repo"
-$pip install -q "torch==$torch_version" "torchvision==$torchvision_version" "$work"/dist/cvcourse-*.whl \
-    nbclient nbformat ipykernel
+if [[ ${BELOW_FLOORS:-0} == 1 ]]; then
+  # versions below pyproject's floors (to see why the floors are there): the wheel without its
+  # torch requirement, everything else as pip resolves it
+  $pip install -q "torch==$torch_version" "torchvision==$torchvision_version" numpy scipy matplotlib \
+      ipywidgets tqdm scikit-image nbclient nbformat ipykernel
+  $pip install -q --no-deps "$work"/dist/cvcourse-*.whl
+else
+  $pip install -q "torch==$torch_version" "torchvision==$torchvision_version" "$work"/dist/cvcourse-*.whl \
+      nbclient nbformat ipykernel
+fi
 "$work/venv/bin/python" -m pip list 2>/dev/null | grep -i -E "^(torch|torchvision|numpy|scipy|matplotlib|ipywidgets|scikit-image) "
 
 cd "$work"
