@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Installs the wheel of this checkout into a fresh venv together with the *lowest* torch and
 # torchvision that pyproject.toml allows (or the versions given), lets pip pick everything else
-# (so numpy comes out as the newest release: the pairing that broke torch < 2.4), then loads every
+# (so numpy comes out as the newest release: the pairing that breaks older torch), then loads every
 # shipped checkpoint from site-packages and executes one notebook from a folder outside the
 # repository. Downloads a full torch wheel with its CUDA libraries from PyPI (several GB): run it
 # by hand or in a scheduled CI job, not in the test suite.
 #
-#   .ci/test_floors.sh                 # the floors: torch 2.4.0, torchvision 0.19.0
-#   .ci/test_floors.sh 2.5.1 0.20.1    # any other pair
-#   BELOW_FLOORS=1 .ci/test_floors.sh 2.3.1 0.18.1   # below the floors: fails, numpy 2
+#   .ci/test_floors.sh                 # the floors: torch 2.3.1, torchvision 0.18.1
+#   .ci/test_floors.sh 2.4.0 0.19.0    # any other pair
+#   BELOW_FLOORS=1 .ci/test_floors.sh 2.2.2 0.17.2   # below the floors (to see why they are there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-torch_version=${1:-2.4.0}
-torchvision_version=${2:-0.19.0}
+torch_version=${1:-2.3.1}
+torchvision_version=${2:-0.18.1}
 py=${PYTHON:-python3.11}
 work=$(mktemp -d /tmp/cvcourse-floors.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -1,6 +1,7 @@
 """Colab-ready notebooks (book/_ext/colab_notebooks.py) and the install cell every notebook starts with."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -223,3 +224,13 @@ def test_install_cell_goes_on_when_pip_succeeds(tmp_path):
 def test_install_cell_installs_nothing_outside_colab(tmp_path):
     out, pip_args = _run_install_cell(tmp_path, "local", 1)
     assert pip_args is None and "RESULT NoneType" in out
+
+
+def test_readme_and_intro_name_the_configured_repository():
+    """The repository URL is set in _config.yml; the README and the intro name that one."""
+    owner_name = f"{CFG['owner']}/{CFG['name']}"
+    for path in (ROOT / "README.md", ROOT / "book" / "intro.md"):
+        text = path.read_text()
+        named = set(re.findall(r"github\.com/([\w-]+/[\w-]+)", text))
+        assert named == {owner_name}, f"{path.name} names {named}"
+        assert f"{cn.COLAB_URL}/github/{owner_name}/blob/{cn.COLAB_BRANCH}/book/" in text, path.name
