@@ -131,13 +131,18 @@ def test_literalinclude_inserts_the_package_code(conv):
 def test_glue_values_come_from_the_executed_notebook(tmp_path, conv):
     executed = {"cells": [{"cell_type": "code", "outputs": [
         {"output_type": "display_data", "data": {"text/plain": "0.8512"},
-         "metadata": {"scrapbook": {"name": "map", "mime_prefix": ""}}}]}]}
+         "metadata": {"scrapbook": {"name": "map", "mime_prefix": ""}}},
+        {"output_type": "display_data", "data": {"application/papermill.record/text/plain": "17"},
+         "metadata": {"scrapbook": {"name": "n", "mime_prefix": "application/papermill.record/"}}}]}]}
     (tmp_path / "x.ipynb").write_text(json.dumps(executed))
-    nb = {"cells": [{"cell_type": "code", "source": "from myst_nb import glue\n", "outputs": [], "metadata": {}},
-                    {"cell_type": "markdown", "source": "mAP {glue:text}`map:.2f`.", "metadata": {}}],
+    nb = {"cells": [{"cell_type": "code", "source": "# the install cell", "outputs": [], "metadata": {}},
+                    {"cell_type": "code", "source": "from myst_nb import glue\n", "outputs": [], "metadata": {}},
+                    {"cell_type": "markdown", "source": "mAP {glue:text}`map:.2f` on {glue:text}`n` scenes.",
+                     "metadata": {}}],
           "metadata": {}}
     out = conv.notebook(nb, "book/x", tmp_path / "x.ipynb")
-    assert out["cells"][1]["source"] == ["mAP 0.85."]
+    assert out["cells"][2]["source"] == ["mAP 0.85 on 17 scenes."]
+    assert "except ImportError" in "".join(out["cells"][1]["source"])
 
 
 def test_glue_import_works_without_myst_nb():

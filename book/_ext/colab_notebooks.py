@@ -193,8 +193,9 @@ def glue_values(executed: Path | None) -> dict[str, str]:
     for cell in json.loads(Path(executed).read_text())["cells"]:
         for out in cell.get("outputs", []):
             meta = out.get("metadata", {}).get("scrapbook", {})
-            if "name" in meta:
-                data = out.get("data", {})
+            if "name" in meta:  # glue(..., display=False) prefixes the mime types
+                prefix = len(meta.get("mime_prefix", ""))
+                data = {k[prefix:]: v for k, v in out.get("data", {}).items()}
                 text = data.get("text/markdown") or data.get("text/plain")
                 if text is not None:
                     values[meta["name"]] = "".join(text)
