@@ -512,6 +512,12 @@ def build_finished(app, exception):
     if exception is not None or app.builder.format != "html":
         return
     build = Path(app.outdir).parent
+    glossary = Path(app.outdir) / "book" / "glossary.html"
+    if glossary.exists():  # the links the Colab copies make to glossary entries must exist
+        ids = set(re.findall(r'id="(term-[^"]*)"', glossary.read_text()))
+        missing = sorted(set(glossary_terms(Path(app.srcdir) / "book" / "glossary.md").values()) - ids)
+        if missing:
+            raise RuntimeError(f"glossary anchors the Colab-ready notebooks link to are not in {glossary}: {missing}")
     written = convert_book(build / "colab", executed=build / "jupyter_execute", root=Path(app.srcdir))
     from sphinx.util import logging
 
