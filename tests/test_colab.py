@@ -66,6 +66,13 @@ def test_roles_convert_exactly(conv):
         f"[the U-Net]({BOOK}book/seg_unet.html); keep `{{term}}` code and $x^2$.")
 
 
+def test_a_role_wrapped_over_two_lines_converts(conv):
+    conv.doc = "book/tasks"
+    assert conv.markdown("one {term}`boxes\n<bounding box>` and {cite}`long2015fcn,\n  ronneberger2015unet`.") == (
+        f"one [boxes]({BOOK}book/glossary.html#term-bounding-box) and "
+        f"([Long et al., 2015; Ronneberger et al., 2015]({BOOK}book/references.html)).")
+
+
 def test_unknown_term_or_citation_is_an_error(conv):
     with pytest.raises(KeyError, match="no glossary term"):
         conv.markdown("{term}`not a term at all`")

@@ -345,6 +345,8 @@ class Converter:
 
     def markdown(self, text: str) -> str:
         """Plain markdown for one markdown cell (or a directive's body)."""
+        # a role wrapped over two lines is one role: join its lines (a soft break is a space)
+        text = re.sub(r"\{[A-Za-z][\w:.-]*\}`[^`]*`", lambda m: re.sub(r"[ \t]*\n[ \t]*", " ", m.group(0)), text)
         lines = text.splitlines()
         out, i = [], 0
         while i < len(lines):
