@@ -85,13 +85,14 @@ def test_colab_simulation(tmp_path):
     py = venv / "bin" / "python"
     pip = [sys.executable, "-m", "pip", "--python", py, "install", "-q"]  # this environment's pip, for the venv
     purelib = Path(_run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip())
-    # ipywidgets 7.7.1 without its notebook-extension dependencies (they pull in a Jupyter server)
-    _run(pip + ["--no-deps", "ipywidgets==7.7.1", "ipython_genutils==0.2.0"], env=env)
-    _run(pip + ["ipython==7.34.0", "ipykernel==6.17.1"], env=env)
-    _phase("venv with Colab's pins")
     # "preinstalled" torch & co.: this environment's site-packages after the venv's own, as a plain
     # path (its .pth files, among them the editable cvcourse of the repository, are not processed)
     (purelib / "zz_preinstalled.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # ipywidgets 7.7.1 without its notebook-extension dependencies (they pull in a Jupyter server);
+    # pip installs in the venv what the pins need and the "preinstalled" packages lack
+    _run(pip + ["--no-deps", "ipywidgets==7.7.1", "ipython_genutils==0.2.0"], env=env)
+    _run(pip + ["ipython==7.34.0", "ipykernel==6.17.1"], env=env)
+    _phase("venv with Colab's pins")
 
     # the wheel; every requirement it declares must already be met by what is there
     _run(pip + ["--no-deps", "--no-index", wheel], env=env)
