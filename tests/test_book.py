@@ -45,7 +45,7 @@ def test_notebook_is_stored_without_outputs(path):
 def test_first_code_cell_installs_in_colab_only(path):
     src = "".join(_code_cells(path)[0]["source"])
     assert '"google.colab" in sys.modules' in src
-    assert f'%pip install -q "cvcourse @ git+{REPO_URL}"' in src, "install URL must match _config.yml"
+    assert f'"cvcourse @ git+{REPO_URL}@' in src, "install URL must match _config.yml (see tests/test_colab.py)"
     assert "%matplotlib inline" in src
 
 
