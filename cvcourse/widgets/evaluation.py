@@ -50,7 +50,7 @@ def iou_pairs(iou: float, side: float = 40.0, centre: float = 50.0) -> dict[str,
     d_side = side * (1 - iou) / (1 + iou)
     d_diag = side - side * (2 * iou / (1 + iou)) ** 0.5
     half = side / iou ** 0.5 / 2
-    return {"moved sideways": torch.stack([ref, ref + torch.tensor([d_side, 0, d_side, 0])]),
+    return {"moved sideways": torch.stack([ref, ref + torch.tensor([d_side, 0, d_side, 0], dtype=torch.float64)]),
             "moved diagonally": torch.stack([ref, ref + d_diag]),
             "too large": torch.stack([ref, torch.tensor([centre - half] * 2 + [centre + half] * 2,
                                                         dtype=torch.float64)])}
