@@ -50,7 +50,8 @@ def iou_pairs(iou: float, side: float = 40.0, centre: float = 50.0) -> dict[str,
     d_side = side * (1 - iou) / (1 + iou)
     d_diag = side - side * (2 * iou / (1 + iou)) ** 0.5
     half = side / iou ** 0.5 / 2
-    return {"moved sideways": torch.stack([ref, ref + torch.tensor([d_side, 0, d_side, 0], dtype=torch.float64)]),
+    sideways = torch.tensor([d_side, 0, d_side, 0], dtype=torch.float64)
+    return {"moved sideways": torch.stack([ref, ref + sideways]),
             "moved diagonally": torch.stack([ref, ref + d_diag]),
             "too large": torch.stack([ref, torch.tensor([centre - half] * 2 + [centre + half] * 2,
                                                         dtype=torch.float64)])}
@@ -167,7 +168,7 @@ def pr_curve_figure(iou_threshold: float = 0.5, name: str = "faster_rcnn", split
         ax.plot(IOU_GRID, data["ap"]["coco101"][:, k], "o-", color=viz.CLASS_COLORS[c], ms=3, lw=1)
     ax.plot(IOU_GRID, data["ap"]["coco101"].mean(1), "k--", lw=1)
     ax.plot([IOU_GRID[t]] * 2, [0, 1.05], color="grey", lw=0.8)
-    ax.set_title(f"AP (COCO) vs IoU threshold; dashed: mean", fontsize=8)
+    ax.set_title("AP (COCO) vs IoU threshold; dashed: mean", fontsize=8)
     ax.set_xlabel("IoU threshold", fontsize=8, labelpad=1)
     ax.set_ylim(0, 1.05)
     ax.set_xticks([0.5, 0.75, 0.95])
