@@ -161,7 +161,13 @@ def test_iou_pairs_figure_has_three_panels_per_threshold():
 
 def test_pr_curve_figure_and_widget(held_out):
     fig = we.pr_curve_figure(0.75)
-    assert len(fig.axes) == 2 and "0.75" in fig.axes[0].get_title()
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert len(fig.axes) == 2 and any(t.startswith("IoU ≥ 0.75") for t in texts), texts
+    # one AP line per class, with the three interpolations of held_out_matches' table
+    ap = held_out["ap"]
+    for k, c in enumerate(held_out["matches"]):
+        line = " / ".join(f"{ap[m][5, k]:.3f}" for m in ("voc07", "voc_all", "coco101"))
+        assert any(t.endswith(line) for t in texts), (line, texts)
     with pytest.raises(ValueError, match="iou_threshold"):
         we.pr_curve_figure(0.52)
     widget = we.pr_curve_widget()
