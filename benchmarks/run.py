@@ -149,6 +149,11 @@ def checkpoint_widget_cases():
             detection.detection_steps_figure,
             [{"index": i, "score_thresh": s, "nms_thresh": t}
              for i in range(4) for s, t in ((0.05, 0.5), (0.5, 0.3), (0.8, 1.0))])
+    if "faster_rcnn" in have:
+        from cvcourse.widgets import evaluation
+
+        cases["PR curve and AP vs IoU threshold (Faster R-CNN, 200 scenes)"] = (
+            evaluation.pr_curve_figure, [{"iou_threshold": float(t)} for t in evaluation.IOU_GRID])
     if "mask_rcnn" in have:
         cases["Mask R-CNN mask browser (scene × mask threshold × score threshold)"] = (
             instance.instance_browser_figure,
