@@ -51,7 +51,7 @@ ALLOWED = [
     (r"\b(19[5-9]\d|20[0-3]\d)\b(?![.,]\d)", "a year"),
     # Image, crop, window and feature-map sizes and channel widths are powers of two (and 224,
     # the ImageNet crop) chosen by the designer: "128 px", "256 channels", "512 RoIs".
-    (r"(?<![\d.,])(128|256|512|1024|2048|4096|224)(?![\d.,]\d)", "a size or width set by design"),
+    (r"(?<![\d.,])(128|256|512|1,?024|2,?048|4,?096|224)(?![\d.,]\d)", "a size or width set by design"),
     # A size written as a product, "572 × 572 input", "800 × 1216 image": set by design.
     (r"\d[\d,]*(?:\s|\u00a0)*×(?:\s|\u00a0)*\d[\d,]*", "an image or map size (A × B)"),
     # The interpolation of average precision is part of its definition: COCO's 101-point AP.
