@@ -61,7 +61,26 @@ ALLOWED = [
 # Math holds equation constants and derivations ($\\ln 4 \\approx 1.39$, $5x^2$), not
 # measurements; a glued value cannot sit inside math anyway.
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]+\$", re.S)
-_FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+_CODE_INFO = re.compile(r"^[\w+-]*$|^\{(?:code-block|code-cell|code|literalinclude|math)\}")
+
+
+def strip_code_fences(text: str) -> str:
+    """Drop fenced code (``` with no info, a language, or a code/math directive); keep the
+    bodies of other directives ({note}, {glossary}, ...), which are prose and are scanned."""
+    kept, fence, is_code = [], None, False
+    for line in text.splitlines():
+        m = re.match(r"^\s*(`{3,}|~{3,})\s*(.*)$", line)
+        if fence is None and m:
+            fence, is_code = m.group(1), bool(_CODE_INFO.match(m.group(2).strip()))
+            continue
+        if fence is not None and m and m.group(1) == fence and not m.group(2).strip():
+            fence = None
+            continue
+        if fence is None or not is_code:
+            kept.append(line)
+    return "\n".join(kept)
+
+
 _CODE_SPAN = re.compile(r"(?<!\})`[^`\n]*`")           # `x`, but not the `key` of a {role}`key`
 _GLUE = re.compile(r"\{glue(?::[a-z]+)?\}`[^`]*`")
 _ROLE = re.compile(r"\{(?:term|ref|numref|doc|eq|download|cite(?::[a-z]+)?)\}`[^`]*`")
@@ -104,7 +123,7 @@ def _allowed(sentence: str, start: int, end: int) -> bool:
 
 def unsupported_numbers(markdown: str) -> list[str]:
     """Measured-looking numbers that are neither glued nor in a sentence with a {cite}."""
-    text = _FENCE.sub(" ", markdown)
+    text = strip_code_fences(markdown)
     text = _MATH.sub(" ", _GLUE.sub("GLUED", text))
     found = []
     for sentence in sentences(text):
@@ -166,6 +185,9 @@ def test_expected_failures_name_existing_chapters_or_the_evaluation_chapter():
     ("The 2015 paper, `x = 0.125`, and FCN-32s.", []),
     ("It reaches 0.99 in 3,000 steps.", []),
     ("A 572 × 572 input; $\\ln 4 \\approx 1.39$.", []),
+    ("```python\nx = 0.125\n```\n", []),
+    ("```{note}\nIt took 46 min.\n```\n", ["46 min"]),
+    ("```{note}\nA note.\n```\n\nThen 0.919 here.\n\n```\ncode\n```", ["0.919"]),
     ("Of 474 objects, 0.9 were found.", ["474"]),
 ])
 def test_the_scanner_flags_what_it_should(markdown, expected):
