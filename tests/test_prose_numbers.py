@@ -44,6 +44,14 @@ EXPECTED_TO_FAIL = {
     "det_evaluation.ipynb",
 }
 
+# Chapters of other branches that do not yet end with "## Key takeaways" (same rule: the lead
+# empties this set after merging; strict xfail).
+TAKEAWAYS_PENDING = {
+    "ss_yolo.ipynb", "ss_ssd.ipynb", "ss_retinanet.ipynb", "ss_detr.ipynb", "ss_tradeoffs.ipynb",
+    "inst_mask_rcnn.ipynb", "int_filters.ipynb", "int_saliency.ipynb", "int_cam.ipynb",
+    "int_guided_backprop.ipynb", "int_vit.ipynb", "int_evaluation.ipynb", "det_evaluation.ipynb",
+}
+
 # Numbers that are settings or definitions, never measurements. Each pattern is matched
 # against the text around a flagged number (the whole match must contain the number).
 ALLOWED = [
@@ -168,8 +176,19 @@ def test_prose_numbers_are_glued_or_cited(path):
     assert not bad, f"{path.name}: typed numbers that look measured:\n" + "\n".join(bad)
 
 
+@pytest.mark.parametrize("path", [
+    pytest.param(p, marks=pytest.mark.xfail(strict=True, reason="not yet written"))
+    if p.name in TAKEAWAYS_PENDING else p for p in NOTEBOOKS], ids=lambda p: p.name)
+def test_chapter_has_key_takeaways_before_its_exercises_and_checkpoint(path):
+    headings = [line.strip() for cell in _markdown_cells(path) for line in cell.splitlines()
+                if line.startswith("## ")]
+    assert "## Key takeaways" in headings, f"{path.name}: no '## Key takeaways' section"
+    after = headings[headings.index("## Key takeaways") + 1:]
+    assert set(after) <= {"## Exercises", "## Checkpoint"}, f"{path.name}: Key takeaways must come last: {after}"
+
+
 def test_expected_failures_name_existing_chapters_or_the_evaluation_chapter():
-    stale = EXPECTED_TO_FAIL - _ALL_NAMES - {"det_evaluation.ipynb"}
+    stale = (EXPECTED_TO_FAIL | TAKEAWAYS_PENDING) - _ALL_NAMES - {"det_evaluation.ipynb"}
     assert not stale, f"remove from EXPECTED_TO_FAIL (no such chapter): {stale}"
 
 
