@@ -168,8 +168,9 @@ def fit(
         if world.distributed:
             if _dist.has_batchnorm(model):
                 stack.enter_context(_dist.synchronized_batchnorm(model, device))
+            # detectors skip some layers on some batches (no positives, no masks): tell DDP
             net = _dist.DataParallelModel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                          find_unused_parameters=False)
+                                          find_unused_parameters=True)
         hist = _steps(net, loader, loss_fn, params, steps=steps, lr=lr, weight_decay=weight_decay,
                       schedule=schedule, warmup=warmup, grad_clip=grad_clip, device=device, amp=amp,
                       progress=progress and world.is_main)
