@@ -209,6 +209,8 @@ class DataParallelModel(nn.parallel.DistributedDataParallel):
         try:
             return super().__getattr__(name)
         except AttributeError:
+            if name == "module":  # not wrapped yet (inside DDP's own __init__)
+                raise
             return getattr(self.module, name)
 
 

@@ -103,6 +103,17 @@ def test_gloo_sync_batchnorm_equals_batchnorm_in_one_process(one_process_group):
     torch.testing.assert_close(sync(x), ref.eval()(x_ref))
 
 
+def test_data_parallel_model_forwards_and_answers_attributes(one_process_group):
+    torch.manual_seed(0)
+    linear = nn.Linear(3, 2)
+    wrapped = distributed.DataParallelModel(linear)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(wrapped(x), linear(x))
+    assert wrapped.in_features == 3 and wrapped.module is linear
+    with pytest.raises(AttributeError):
+        wrapped.no_such_attribute
+
+
 def test_synchronized_batchnorm_puts_the_layers_back():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4)))
     before = [id(m) for m in model.modules()]
