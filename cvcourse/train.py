@@ -325,7 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _dist.shutdown()
     if not rec:  # not rank 0: rank 0 reports
         return 0
-    world = f" in {rec['world_size']} processes of batch {rec['batch_per_rank']}" if rec["world_size"] > 1 else ""
+    world = ""
+    if rec["world_size"] > 1:
+        world = f" in {rec['world_size']} processes of batch {rec['batch_per_rank']}"
     print(f"{a.name}: {rec['steps']} steps{world} in {rec['train_seconds']} s on {rec['hardware']}")
     for k, v in rec["metrics"].items():
         print(f"  {k} = {v:.4f}")

@@ -72,6 +72,16 @@ def test_bad_world_size_fails_before_training(world_size, message, monkeypatch, 
     assert not dist.is_initialized() and not list(tmp_path.iterdir())
 
 
+def test_command_line_names_the_bad_world_size(monkeypatch, tmp_path, capsys):
+    from cvcourse.train import main
+
+    monkeypatch.setenv("WORLD_SIZE", "3")  # torchrun --nproc_per_node=3 with the classifier's batch 32
+    with pytest.raises(SystemExit) as exit_info:
+        main(["classifier", "--steps", "1", "--out", str(tmp_path), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert "batch_size 32 is not divisible by the world size 3" in capsys.readouterr().err
+
+
 @pytest.fixture
 def one_process_group(tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
@@ -201,8 +211,11 @@ def _run(args, out, nproc=None):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(k, None)
-    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc else [sys.executable]
-    cmd = launch + ["-m", "cvcourse.train", *args, "--out", str(out), "--no-eval", "--device", "cpu", "--no-progress"]
+    launch = [sys.executable]
+    if nproc:  # torchrun, as `python -m torch.distributed.run` of this interpreter
+        launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd = launch + ["-m", "cvcourse.train", *args, "--out", str(out), "--no-eval", "--device", "cpu",
+                    "--no-progress"]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((Path(out) / "manifest.json").read_text())
