@@ -12,11 +12,18 @@ Reproduce a shipped checkpoint with::
     python -m cvcourse.train NAME --steps 20 --out /tmp/ckpt   # a quick run in a folder you name
     python -m cvcourse.train NAME --replace-shipped  # replaces cvcourse/weights/NAME.pt + manifest
                                                      # entry, only if the new one meets the bar
+
+The same commands run data-parallel under ``torchrun`` (appendix "Training at scale"): the
+recipe's batch size is then the global batch, split evenly across the processes::
+
+    torchrun --standalone --nproc_per_node=4 -m cvcourse.train NAME --out /tmp/ckpt
+    python -m cvcourse.train faster_rcnn --data voc:/data/voc --out /tmp/voc   # real data
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import math
 import os
@@ -32,6 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import device as devices
+from . import distributed as _dist
 
 LossFn = Callable[[nn.Module, object], "torch.Tensor | Mapping[str, torch.Tensor]"]
 
@@ -45,6 +53,8 @@ class History:
     seconds: float = 0.0
     steps: int = 0
     device: str = "cpu"
+    world_size: int = 1       # processes that trained together (torchrun)
+    batch_per_rank: int = 0   # samples each process drew per step (global batch / world_size)
 
     def smoothed(self, window: int = 20) -> list[float]:
         """Running mean of the total loss over `window` steps (for plots and checks)."""
@@ -117,6 +127,12 @@ def fit(
 
     Returns:
         History with the per-step total loss, each named loss, seconds and device.
+
+    Under ``torchrun`` (WORLD_SIZE > 1 in the environment) `fit` trains data-parallel:
+    `batch_size` is the global batch, each process draws its ``batch_size / world_size``
+    slice of the batch one process would draw, BatchNorm is synchronised over the global
+    batch, DistributedDataParallel averages the gradients, and the logged loss is the mean
+    over the processes. Only rank 0 shows the progress bar.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -126,19 +142,51 @@ def fit(
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    world = _dist.world()
+    if not isinstance(data, DataLoader):
+        local_batch = _dist.per_rank_batch(batch_size, world.world_size)  # fails before training
     device = devices.pick(device)
+    if world.distributed and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", world.local_rank)  # one GPU per process on each machine
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    _dist.init_process_group(device, world)
     torch.manual_seed(seed)
     if isinstance(data, DataLoader):
-        loader = data
+        loader = data  # used as given: under torchrun give it a DistributedSampler yourself
+        local_batch = loader.batch_size or 0
     elif isinstance(data, Dataset):
+        # Every rank shuffles with the same seed and takes its slice of each global batch,
+        # so the ranks together draw exactly the batches one process draws.
         gen = torch.Generator().manual_seed(seed)
-        loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True,
+        sampler = _dist.ShardedSampler(data, world.world_size, world.rank, gen)
+        loader = DataLoader(data, batch_size=local_batch, sampler=sampler, drop_last=True,
                             collate_fn=collate_fn, generator=gen)
+        if len(loader) == 0:
+            raise ValueError(f"data has {len(data)} samples, fewer than one batch of batch_size {batch_size}")
     else:
         raise TypeError(f"data must be a torch Dataset or DataLoader, got {type(data).__name__}")
 
     model.to(device).train()
     params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
+    with contextlib.ExitStack() as stack:
+        net = model
+        if world.distributed:
+            if _dist.has_batchnorm(model):
+                stack.enter_context(_dist.synchronized_batchnorm(model, device))
+            # detectors skip some layers on some batches (no positives, no masks): tell DDP
+            net = _dist.DataParallelModel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                          find_unused_parameters=True)
+        hist = _steps(net, loader, loss_fn, params, steps=steps, lr=lr, weight_decay=weight_decay,
+                      schedule=schedule, warmup=warmup, grad_clip=grad_clip, device=device, amp=amp,
+                      progress=progress and world.is_main)
+    hist.world_size, hist.batch_per_rank = world.world_size, local_batch
+    return hist
+
+
+def _steps(model, loader, loss_fn, params, *, steps, lr, weight_decay, schedule, warmup, grad_clip,
+           device, amp, progress) -> History:
+    """fit's loop; `model` may be the DistributedDataParallel wrapper (its backward all-reduces)."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
     def lr_at(step: int) -> float:
@@ -166,8 +214,11 @@ def fit(
             out = loss_fn(model, batch)
         losses = dict(out) if isinstance(out, Mapping) else {"loss": out}
         total = sum(losses.values())
-        if not torch.isfinite(total):
-            raise FloatingPointError(f"loss became {total.item()} at step {step}: lower lr?")
+        # the global batch's loss: the mean of the ranks' losses (each rank's own when alone)
+        logged = _dist.mean_over_ranks(torch.stack([total.detach().float()] +
+                                                   [v.detach().float() for v in losses.values()]))
+        if not torch.isfinite(logged[0]):  # every rank sees the same value, so all stop together
+            raise FloatingPointError(f"loss became {logged[0].item()} at step {step}: lower lr?")
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(total).backward()
@@ -182,9 +233,9 @@ def fit(
         else:
             opt.step()
         sched.step()
-        hist.loss.append(float(total.detach()))
-        for k, v in losses.items():
-            hist.parts.setdefault(k, []).append(float(v.detach()))
+        hist.loss.append(float(logged[0]))
+        for k, v in zip(losses, logged[1:].tolist()):
+            hist.parts.setdefault(k, []).append(v)
         if bar is not None:
             bar.update(1)
             if step % 10 == 0 or step == steps - 1:
@@ -222,7 +273,7 @@ def _misses(metrics: Mapping[str, float], bar: Mapping[str, float]) -> list[str]
 
 
 def train_recipe(name: str, *, steps: int | None = None, out_dir=None, replace_shipped: bool = False,
-                 device=None, progress: bool = True, evaluate: bool = True) -> dict:
+                 device=None, progress: bool = True, evaluate: bool = True, data: str | None = None) -> dict:
     """Train the recipe `name` and save its checkpoint and manifest entry.
 
     Args:
@@ -235,9 +286,14 @@ def train_recipe(name: str, *, steps: int | None = None, out_dir=None, replace_s
         device: where to train (default: CUDA if available).
         progress: show a progress bar.
         evaluate: run the held-out evaluation (required with `replace_shipped`).
+        data: train on a real dataset instead of shapes scenes ("voc:ROOT", "coco:IMAGES,ANN";
+            see `cvcourse.recipes.real`); never replaces a shipped checkpoint, and skips the
+            shapes evaluation.
+
+    Under torchrun every rank trains, and rank 0 evaluates and writes.
 
     Returns:
-        The manifest record written.
+        The manifest record written (an empty dict on ranks other than 0).
 
     Raises:
         ValueError: `out_dir` is the shipped folder without `replace_shipped`, or both are given,
@@ -262,21 +318,39 @@ def train_recipe(name: str, *, steps: int | None = None, out_dir=None, replace_s
                          f"(`--replace-shipped`) to replace a shipped checkpoint")
     pretrained.manifest(out_dir)  # a broken manifest stops us before hours of training
     steps = recipe.steps if steps is None else steps
+    config, train_data = recipe.config, None
+    if data is not None:
+        from .recipes.real import real_data
+        if replace_shipped:
+            raise ValueError("data (--data) cannot replace a shipped checkpoint (--replace-shipped): "
+                             "the shipped checkpoints are trained on shapes scenes")
+        train_data, changes = real_data(recipe, data)
+        config = dict(recipe.config, **changes)
+        evaluate = False  # the recipe's evaluation scores shapes scenes
+    world = _dist.world()
+    _dist.per_rank_batch(recipe.batch_size, world.world_size)  # a clear error before any work
     torch.manual_seed(recipe.seed)
-    model = recipe.build()  # built after seeding, so weights are reproducible
+    model = recipe.factory(**config)  # built after seeding, so weights are reproducible
+    if train_data is None:
+        train_data = recipe.train_data()
     load_before = _load_average()
-    hist = fit(model, recipe.train_data(), recipe.loss, steps=steps, batch_size=recipe.batch_size,
+    hist = fit(model, train_data, recipe.loss, steps=steps, batch_size=recipe.batch_size,
                lr=recipe.lr, weight_decay=recipe.weight_decay, warmup=recipe.warmup,
                grad_clip=recipe.grad_clip, collate_fn=recipe.collate_fn, device=device,
                seed=recipe.seed, progress=progress)
+    if not world.is_main:
+        return {}
     metrics = recipe.evaluate(model.eval(), split="test") if evaluate else {}
     misses = _misses(metrics, recipe.bar) if replace_shipped else []
     if misses:
         out_dir = default_out_dir(name)  # keep the run, but not in place of the shipped file
     record = pretrained.save(name, model, out_dir=out_dir, record={
         "description": recipe.description,
-        "config": recipe.config, "seed": recipe.seed, "steps": steps,
+        "config": config, "seed": recipe.seed, "steps": steps,
         "batch_size": recipe.batch_size, "lr": recipe.lr,
+        # data parallelism: processes, and the slice of the global batch each one drew
+        "world_size": hist.world_size, "batch_per_rank": hist.batch_per_rank,
+        "data": data or "shapes",
         "train_seconds": round(hist.seconds, 1), "hardware": devices.describe(hist.device),
         # other processes slow a shared CPU down: the 1-minute load average before/after
         "load_average": [load_before, _load_average()],
@@ -310,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if available)")
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="train on real data: voc:ROOT[,YEAR,IMAGE_SET] or coco:IMAGES,ANNOTATIONS "
+                        "(cannot be combined with --replace-shipped)")
     a = p.parse_args(argv)
     if a.name not in recipes.names():
         p.error(f"unknown recipe {a.name!r}; choose one of: {', '.join(recipes.names())}")
@@ -319,11 +396,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--replace-shipped needs the evaluation (drop --no-eval): a shipped checkpoint must meet its bar")
     try:
         rec = train_recipe(a.name, steps=a.steps, out_dir=a.out, replace_shipped=a.replace_shipped,
-                           device=a.device, progress=not a.no_progress, evaluate=not a.no_eval)
+                           device=a.device, progress=not a.no_progress, evaluate=not a.no_eval, data=a.data)
+    except _dist.WorldSizeError as e:
+        p.error(str(e))
     except (BarNotMet, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{a.name}: {rec['steps']} steps in {rec['train_seconds']} s on {rec['hardware']}")
+    finally:
+        _dist.shutdown()
+    if not rec:  # not rank 0: rank 0 reports
+        return 0
+    world = ""
+    if rec["world_size"] > 1:
+        world = f" in {rec['world_size']} processes of batch {rec['batch_per_rank']}"
+    print(f"{a.name}: {rec['steps']} steps{world} in {rec['train_seconds']} s on {rec['hardware']}")
     for k, v in rec["metrics"].items():
         print(f"  {k} = {v:.4f}")
     print(f"  saved {Path(rec['folder']) / rec['file']} (sha256 {rec['sha256'][:12]}...)")

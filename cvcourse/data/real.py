@@ -17,6 +17,7 @@ from functools import partial
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 # torchvision.datasets is imported inside the functions: importing it costs seconds
@@ -98,6 +99,34 @@ class _Then:
     def __call__(self, image, target):
         for f in self.fns:
             image, target = f(image, target)
+        return image, target
+
+
+class ResizeTo:
+    """Resize an ``(image, target)`` pair to ``size x size`` (a transform for the loaders).
+
+    The image is resized bilinearly (antialiased); boxes are scaled with it; instance masks
+    and semantic maps are resized with nearest neighbours, so labels stay labels (and VOC's
+    255 stays "ignore"). Real photos are not square: the aspect ratio is not kept.
+    """
+
+    def __init__(self, size: int):
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive int, got {size!r}")
+        self.size = size
+
+    def __call__(self, image: torch.Tensor, target):
+        s = self.size
+        h, w = image.shape[-2:]
+        image = F.interpolate(image[None], size=(s, s), mode="bilinear", align_corners=False,
+                              antialias=True)[0].clamp_(0, 1)                    # (3, s, s)
+        if torch.is_tensor(target):  # a semantic map (H, W)
+            return image, F.interpolate(target[None, None].float(), size=(s, s), mode="nearest")[0, 0].long()
+        target = dict(target)
+        target["boxes"] = target["boxes"] * torch.tensor([s / w, s / h, s / w, s / h])  # (N, 4)
+        if "masks" in target:
+            masks = target["masks"][:, None].float()                              # (N, 1, H, W)
+            target["masks"] = F.interpolate(masks, size=(s, s), mode="nearest")[:, 0].bool()
         return image, target
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import NUM_CLASSES, ShapesDataset
+from ..data.real import VOC_IGNORE_INDEX
 from ..inference import predict
 from ..metrics import segmentation_scores
 from ..models import FCN, PatchClassifier, UNet
@@ -39,9 +40,12 @@ def segmentation_data(split: str, length: int, size: int = SIZE, seed: int = 0) 
 
 
 def pixel_loss(model: nn.Module, batch) -> Tensor:
-    """Cross-entropy averaged over every pixel: scores ``[B, C, H, W]`` vs labels ``[B, H, W]``."""
+    """Cross-entropy averaged over every pixel: scores ``[B, C, H, W]`` vs labels ``[B, H, W]``.
+
+    Pixels labelled 255 (VOC's "void" boundaries; shapes scenes have none) are left out.
+    """
     images, semantic = batch
-    return F.cross_entropy(model(images), semantic)
+    return F.cross_entropy(model(images), semantic, ignore_index=VOC_IGNORE_INDEX)
 
 
 BACKGROUND_WEIGHT = 0.3
