@@ -8,8 +8,8 @@ training with BatchNorm's batch statistics).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import contextlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -85,7 +85,7 @@ def timed_detect(model: nn.Module, images: Tensor, batch_size: int = 25, repeats
     """
     device = next(model.parameters()).device
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
-    passes: List[list[dict[str, Tensor]]] = []
+    passes: list[list[dict[str, Tensor]]] = []
     with contextlib.nullcontext() if num_threads is None else threads(num_threads):
         detect(model, images[:2], batch_size)                  # warm-up: first-call allocations
         timing = median_time(lambda: passes.append(detect(model, images, batch_size)),

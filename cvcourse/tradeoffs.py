@@ -24,7 +24,6 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-
 __all__ = ["DETECTORS", "GPU_FILE", "compare_detectors", "pareto_front", "tradeoff_figure",
            "markdown_table", "gpu_measurements"]
 

@@ -1,8 +1,8 @@
 """Colab-ready notebooks (book/_ext/colab_notebooks.py) and the install cell every notebook starts with."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import textwrap

@@ -14,10 +14,10 @@ shipped checkpoint from the venv's site-packages. The install cell runs too: out
 import json
 import os
 import resource
-import time
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ QUIET = ("is ignored", "dependency resolver", "requires jupyterlab-widgets", "re
 PHASES = []  # (phase, wall s, CPU s of the subprocesses): printed at the end (pytest -s shows it)
 
 
-def _phase(name, t0=[None, 0.0]):
+def _phase(name, t0=[None, 0.0]):  # noqa: B006 (the list keeps the previous phase's clock)
     now, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = cpu.ru_utime + cpu.ru_stime
     if t0[0] is not None:

@@ -121,7 +121,7 @@ def test_data_parallel_model_forwards_and_answers_attributes(one_process_group):
     torch.testing.assert_close(wrapped(x), linear(x))
     assert wrapped.in_features == 3 and wrapped.module is linear
     with pytest.raises(AttributeError):
-        wrapped.no_such_attribute
+        _ = wrapped.no_such_attribute
 
 
 def test_synchronized_batchnorm_puts_the_layers_back():

@@ -5,15 +5,20 @@ import statistics
 import numpy as np
 import pytest
 import torch
+from test_metrics import random_detection_case
 
 from cvcourse import exercises, pretrained
-from cvcourse.metrics import (average_precision, average_precision_per_class, match_detections,
-                              mean_average_precision, precision_recall)
+from cvcourse.metrics import (
+    average_precision,
+    average_precision_per_class,
+    match_detections,
+    mean_average_precision,
+    precision_recall,
+)
 from cvcourse.metrics.coco_reference import STAT_KEYS, coco_eval
 from cvcourse.ops import box_iou
-from cvcourse.widgets import time_figure
 from cvcourse.widgets import evaluation as we
-from test_metrics import random_detection_case
+from cvcourse.widgets import time_figure
 
 
 # ------------------------------------------------------------------ VOC's reference code
@@ -165,7 +170,7 @@ def test_pr_curve_figure_and_widget(held_out):
     assert len(fig.axes) == 2 and any(t.startswith("IoU ≥ 0.75") for t in texts), texts
     # one AP line per class, with the three interpolations of held_out_matches' table
     ap = held_out["ap"]
-    for k, c in enumerate(held_out["matches"]):
+    for k in range(len(held_out["matches"])):
         line = " / ".join(f"{ap[m][5, k]:.3f}" for m in ("voc07", "voc_all", "coco101"))
         assert any(t.endswith(line) for t in texts), (line, texts)
     with pytest.raises(ValueError, match="iou_threshold"):

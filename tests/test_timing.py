@@ -152,8 +152,8 @@ class CountingDetector(torch.nn.Module):
 
     def forward(self, images):
         self.calls.append((len(images), torch.get_num_threads()))
-        return [{"boxes": torch.zeros(1, 4), "scores": torch.ones(1) * float(i), "labels": torch.ones(1, dtype=torch.long)}
-                for i in range(len(images))]
+        return [{"boxes": torch.zeros(1, 4), "scores": torch.ones(1) * float(i),
+                 "labels": torch.ones(1, dtype=torch.long)} for i in range(len(images))]
 
 
 def test_timed_detect_is_the_chapters_measurement():

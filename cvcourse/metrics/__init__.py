@@ -5,8 +5,7 @@
 ``ap``: the same AP step by step (`match_detections`, `precision_recall`,
 `average_precision` with VOC2007, VOC2010+ or COCO interpolation).
 """
-from .ap import (AP_METHODS, average_precision, average_precision_per_class, match_detections,
-                 precision_recall)
+from .ap import AP_METHODS, average_precision, average_precision_per_class, match_detections, precision_recall
 from .detection import mean_average_precision
 from .segmentation import boundary_f1, confusion_matrix, mean_iou, per_class_iou, pixel_accuracy, segmentation_scores
 

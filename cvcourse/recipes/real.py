@@ -17,10 +17,11 @@ from __future__ import annotations
 from torch.utils.data import Dataset
 
 from ..data.real import VOC_CLASSES, ResizeTo, coco_detection, voc_detection, voc_segmentation
-from . import Recipe
 from ..data.scenes import DETECTION_SIZE
+from . import Recipe
 from .detection import detection_loss
-from .segmentation import SIZE as SEGMENTATION_SIZE, pixel_loss
+from .segmentation import SIZE as SEGMENTATION_SIZE
+from .segmentation import pixel_loss
 
 
 def task_of(recipe: Recipe) -> str:
