@@ -187,8 +187,8 @@ def test_real_data_spec_errors(tmp_path):
         real_data(recipes.get("classifier"), "voc:/x")
     with pytest.raises(FileNotFoundError, match="root"):
         real_data(recipes.get("faster_rcnn"), f"voc:{tmp_path}")
-    with pytest.raises(ValueError, match="out_dir"):
-        train_recipe("faster_rcnn", steps=1, data=f"voc:{tmp_path}")
+    with pytest.raises(ValueError, match="cannot replace a shipped checkpoint"):
+        train_recipe("faster_rcnn", steps=1, replace_shipped=True, data=f"voc:{tmp_path}")
 
 
 def test_recipes_train_on_voc_and_coco_fixtures(tmp_path):
