@@ -1,5 +1,26 @@
 """Small Sphinx fixes for the cvcourse book (registered in _config.yml, local_extensions)."""
 
+import os
+import shutil
+from pathlib import Path
+
+# Read by cvcourse.widgets.static in the notebook's kernel (which inherits this process's
+# environment): where the widgets of the page being built write their precomputed frames.
+FRAMES_ENV, URL_ENV = "CVCOURSE_WIDGET_FRAMES", "CVCOURSE_WIDGET_URL"
+FRAMES_DIR = "_widgets"
+
+
+def widget_frames_for_page(app, docname, source):
+    """Before a page is read (and its notebook executed), point the static widgets at a
+    fresh folder of the HTML output for this page: ``_widgets/<docname>/``."""
+    if app.builder.format != "html":
+        os.environ.pop(FRAMES_ENV, None)
+        return
+    folder = Path(app.outdir) / FRAMES_DIR / docname
+    shutil.rmtree(folder, ignore_errors=True)  # no stale frames from an earlier build
+    os.environ[FRAMES_ENV] = str(folder)
+    os.environ[URL_ENV] = "../" * docname.count("/") + f"{FRAMES_DIR}/{docname}/"
+
 
 def _key(js):
     attributes = getattr(js, "attributes", None) or {}
@@ -27,4 +48,5 @@ def dedupe_scripts(app, pagename, templatename, context, doctree):
 
 def setup(app):
     app.connect("html-page-context", dedupe_scripts, priority=900)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
+    app.connect("source-read", widget_frames_for_page)
+    return {"parallel_read_safe": False, "parallel_write_safe": True}
