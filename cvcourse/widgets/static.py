@@ -70,14 +70,33 @@ def _slider_values(control) -> list:
     return values
 
 
-def _thin(values: list, keep: int, initial) -> list:
-    """`keep` values spread evenly over `values`, always with the first, last and `initial`."""
+def evenly(values: Sequence, keep: int, include=None) -> list:
+    """`keep` values spread evenly over `values` (the first and the last among them), with
+    `include` (e.g. the control's initial value) in place of the pick nearest to it.
+
+    Args:
+        values: the values to choose from, in order.
+        keep: how many to keep (all of them if `keep` >= their number).
+        include: a value of `values` that must be kept; None: nothing extra.
+
+    Returns:
+        the kept values, in the order of `values`.
+    """
+    values = list(values)
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
     if keep >= len(values):
-        return list(values)
-    keep = max(keep, 2)
-    picks = {round(i * (len(values) - 1) / (keep - 1)) for i in range(keep)}
-    picks.add(values.index(initial))
-    return [values[i] for i in sorted(picks)]
+        return values
+    if keep == 1:
+        picks = [values.index(include) if include is not None else 0]
+    else:
+        picks = sorted({round(i * (len(values) - 1) / (keep - 1)) for i in range(keep)})
+    if include is not None and values.index(include) not in picks:
+        j = values.index(include)
+        inner = picks[1:-1] if len(picks) > 2 else picks  # keep the ends when there is a choice
+        nearest = min(inner, key=lambda p: abs(p - j))
+        picks = sorted(set(picks) - {nearest} | {j})
+    return [values[i] for i in picks]
 
 
 def axes_of(controls: Mapping[str, object], grid: Mapping[str, Sequence] | None = None,
@@ -142,19 +161,21 @@ def _index_of(values: list, value, name: str) -> int:
 
 
 def _fit(axes: list[Axis], max_frames: int) -> None:
-    """Thin the longest axes until the product of their lengths is at most `max_frames`."""
-    while math.prod(len(a.values) for a in axes) > max_frames:
-        a = max(axes, key=lambda a: len(a.values))
-        if len(a.values) <= 2:
+    """Thin the axes evenly until the product of their lengths is at most `max_frames`: first
+    choose how many values each axis keeps (one less for the longest, until the product fits),
+    then pick that many from each axis's full list with `evenly`, its initial value kept."""
+    counts = [len(a.values) for a in axes]
+    while math.prod(counts) > max_frames:
+        k = max(range(len(counts)), key=lambda k: counts[k])
+        if counts[k] <= 2:
             raise ValueError(f"cannot fit the widget's controls in {max_frames} frames; declare a grid")
-        keep = max(2, len(a.values) * 2 // 3)
-        init = a.values[a.initial]
-        kept = _thin(a.values, keep, init)
-        if len(kept) >= len(a.values):  # the initial value kept one too many
-            kept = _thin(a.values, keep - 1, init)
-        idx = [a.values.index(v) for v in kept]
+        counts[k] -= 1
+    for a, n in zip(axes, counts):
+        if n == len(a.values):
+            continue
+        idx = evenly(range(len(a.values)), n, a.initial)  # indices into the full list
         a.values, a.labels = [a.values[i] for i in idx], [a.labels[i] for i in idx]
-        a.initial = a.values.index(init)
+        a.initial = idx.index(a.initial)
 
 
 def render_frames(figure_fn: Callable, axes: list[Axis], fixed: dict, folder: Path) -> dict:
