@@ -57,6 +57,8 @@ def interactive_figure(figure_fn: Callable, controls: Mapping[str, object], colu
         raise ValueError("controls must name at least one control")
     if static.static_mode():
         return static.StaticFigure(figure_fn, controls, grid)
+    if grid is not None:
+        static.axes_of(controls, grid)  # a grid the book build would reject fails here too
     box = None
 
     def draw(**values):

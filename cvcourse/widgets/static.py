@@ -118,10 +118,11 @@ def axes_of(controls: Mapping[str, object], grid: Mapping[str, Sequence] | None 
     import ipywidgets as W
 
     if grid is not None:
-        unknown = set(grid) - set(controls)
+        names = [n for n, c in controls.items() if not isinstance(c, W.fixed)]
+        unknown = set(grid) - set(names)
         if unknown:
             raise ValueError(f"grid names {sorted(unknown)}, which are not controls of this widget "
-                             f"(controls: {sorted(controls)})")
+                             f"(controls: {sorted(names)})")
     axes, fixed = [], {}
     for name, c in controls.items():
         if isinstance(c, W.fixed):
