@@ -277,6 +277,8 @@ def bench_static_widgets(repeat: int) -> list[Row]:
     """Every widget's static version, rendered as the book build renders it: frames, time, size.
     Each widget is first built live (its first figure fills the caches its chapter fills before
     showing it), so the time is what the frames add to the build."""
+    import contextlib
+    import io
     import os
     import tempfile
 
@@ -288,7 +290,8 @@ def bench_static_widgets(repeat: int) -> list[Row]:
             folder = Path(tmp) / "_widgets" / page
             for name, build in widgets:
                 os.environ.pop(FRAMES_ENV, None)
-                build()  # live: warms the caches
+                with contextlib.redirect_stdout(io.StringIO()):  # outside Jupyter the live figure prints
+                    build()  # live: warms the caches
                 os.environ[FRAMES_ENV], os.environ[URL_ENV] = str(folder), f"../_widgets/{page}/"
                 try:
                     w = build()
