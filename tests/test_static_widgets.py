@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -179,8 +180,6 @@ def test_sphinx_points_each_page_at_a_fresh_frames_folder(tmp_path, monkeypatch)
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"old")
     ext.widget_frames_for_page(app, "book/tasks", [""])
-    import os
-
     assert os.environ[FRAMES_ENV] == str(tmp_path / "html" / "_widgets" / "book" / "tasks")
     assert os.environ[URL_ENV] == "../_widgets/book/tasks/"
     assert not stale.exists()

@@ -11,9 +11,9 @@ import threading
 import ipywidgets as W
 import matplotlib.pyplot as plt
 import pytest
+from test_browser import STATIC_PROBE, chromium, static_widget_problems  # noqa: F401 (fixture)
 
 from cvcourse.widgets.static import StaticFigure
-from test_browser import STATIC_PROBE, chromium, static_widget_problems  # noqa: F401 (fixture)
 
 
 def figure(a, b, flag, text, task):
