@@ -222,6 +222,99 @@ def bench_widgets(repeat: int) -> list[Row]:
     return rows
 
 
+def static_widget_builders() -> dict:
+    """``{page: [(widget name, function that builds it)]}``: every widget of the book, built as
+    its chapter builds it (checkpoint widgets left out when their checkpoint is not installed)."""
+    from cvcourse import pretrained
+    from cvcourse.widgets import (anchors, detection, detr, instance, interpret, localization, roi, segmentation,
+                                  single_stage, tasks, upsampling, vit)
+
+    pages = {
+        "book/tasks": [("tasks", tasks.tasks_widget)],
+        "book/seg_upsampling": [("transposed convolution explorer", upsampling.conv_transpose_widget),
+                                ("upsampling comparison", upsampling.upsampling_widget)],
+        "book/det_many_objects": [("sliding windows", localization.windows_widget)],
+        "book/det_rpn": [("anchor explorer", anchors.anchor_widget)],
+        "book/det_fast_rcnn": [("RoI Pool vs RoI Align", roi.roi_widget)],
+    }
+    have = set(pretrained.available())
+    if {"unet", "unet_noskip"} <= have:
+        pages["book/seg_unet"] = [("segmentation prediction browser", segmentation.prediction_widget)]
+    if "faster_rcnn" in have:
+        pages["book/det_faster_rcnn"] = [("detection explorer", detection.detection_explorer)]
+    if "mask_rcnn" in have:
+        pages["book/inst_mask_rcnn"] = [("Mask R-CNN mask browser", lambda: instance.instance_widget(n=60))]
+    if "classifier" in have:
+        pages["book/int_evaluation"] = [("explanation explorer", interpret.explanation_widget)]
+    if {"yolo", "retinanet_bce"} & have:
+        from cvcourse.recipes.detection import held_out_scenes
+
+        images, targets = held_out_scenes("test", 100)
+    if "yolo" in have:
+        model = pretrained.load("yolo", device="cpu")
+        pages["book/ss_yolo"] = [("grid explorer", lambda: single_stage.grid_widget(model, images[:24], targets[:24]))]
+    if "retinanet_bce" in have:
+        probs, y = single_stage.anchor_probabilities(pretrained.load("retinanet_bce", device="cpu"),
+                                                     images[:20], targets[:20])
+        pages["book/ss_retinanet"] = [("focal loss explorer", lambda: single_stage.focal_loss_widget(probs, y))]
+    if "detr" in have:
+        qdata = detr.held_out_query_data("detr", split="val", n=100)
+        pages["book/ss_detr"] = [("DETR query explorer", lambda: detr.query_explorer(data=qdata))]
+    if "vit" in have:
+        from cvcourse.interpret import attention_maps, pointing_game_scenes
+
+        scenes, _, masks = pointing_game_scenes(24, split="test")
+        attn = attention_maps(pretrained.load("vit", device="cpu"), scenes)
+        pages["book/int_vit"] = [("ViT attention explorer", lambda: vit.vit_attention_widget(scenes, attn, masks))]
+    return pages
+
+
+def bench_static_widgets(repeat: int) -> list[Row]:
+    """Every widget's static version, rendered as the book build renders it: frames, time, size.
+    Each widget is first built live (its first figure fills the caches its chapter fills before
+    showing it), so the time is what the frames add to the build."""
+    import contextlib
+    import io
+    import os
+    import tempfile
+
+    from cvcourse.widgets.static import FRAMES_ENV, URL_ENV
+
+    rows, total_s, total_b, first_frames = [], 0.0, 0, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for page, widgets in static_widget_builders().items():
+            folder = Path(tmp) / "_widgets" / page
+            for name, build in widgets:
+                os.environ.pop(FRAMES_ENV, None)
+                with contextlib.redirect_stdout(io.StringIO()):  # outside Jupyter the live figure prints
+                    build()  # live: warms the caches
+                os.environ[FRAMES_ENV], os.environ[URL_ENV] = str(folder), f"../_widgets/{page}/"
+                try:
+                    w = build()
+                finally:
+                    os.environ.pop(FRAMES_ENV, None)
+                    os.environ.pop(URL_ENV, None)
+                f = w.frames
+                grid = " × ".join(f"{a.name} {len(a.values)}" for a in w.axes if a.enabled)
+                held = ", ".join(a.name for a in w.axes if not a.enabled) or "none"
+                first = (folder / f["files"][w.initial_index()]).stat().st_size
+                first_frames[page] = first_frames.get(page, 0) + first
+                total_s, total_b = total_s + f["seconds"], total_b + f["bytes"]
+                rows.append((f"static widget: {name} ({page})", f"{len(f['files'])}", "frames",
+                             f"{f['seconds']:.1f} s to render, {f['bytes'] / 1e6:.1f} MB; grid {grid}; held: {held}"))
+    rows.append(("static widgets: rendering time, all frames", f"{total_s:.0f}", "s",
+                 f"{sum(int(r[1]) for r in rows)} frames, one process; bar ≤ 120 s"))
+    rows.append(("static widgets: size of all frames", f"{total_b / 1e6:.1f}", "MB", "PNG files beside the pages"))
+    page, most = max(first_frames.items(), key=lambda kv: kv[1])
+    rows.append(("static widgets: a page's initial load, largest", f"{most / 1e3:.0f}", "kB",
+                 f"{page}: only each widget's first frame is loaded with the page; bar ≤ 1 MB"))
+    site = ROOT / "_build" / "html"
+    if site.exists():
+        size = sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
+        rows.append(("book site size (_build/html)", f"{size / 1e6:.0f}", "MB", "bar ≤ 150 MB"))
+    return rows
+
+
 def _detectors() -> list[str]:
     """Shipped box detectors (scored by mAP) and the localizer: `bench_detection` times them."""
     from cvcourse import pretrained, recipes
@@ -328,7 +421,8 @@ def bench_gpu(repeat: int) -> list[Row]:
     return rows
 
 
-SECTIONS = {"data": bench_data, "ops": bench_ops, "widgets": bench_widgets, "models": bench_models,
+SECTIONS = {"data": bench_data, "ops": bench_ops, "widgets": bench_widgets,
+            "static_widgets": bench_static_widgets, "models": bench_models,
             "detection": bench_detection, "gpu": bench_gpu, "notebooks": bench_notebooks}
 
 

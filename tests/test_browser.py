@@ -4,9 +4,12 @@ The book is built once per run (``jupyter-book build . -W -n --keep-going`` into
 pytest temporary folder, every notebook executed), served on 127.0.0.1, and every page is
 opened with every request to another host blocked. Each page must show no JavaScript
 error and no failed request, decode every image, typeset its math with the vendored
-MathJax without error, and draw its widgets with the vendored ipywidgets HTML manager:
-the controls visible and the saved figure inside the widget's output. Screenshots of a
-few pages are saved to ``_build/screenshots/``.
+MathJax without error, and its widgets must respond: the book's widgets are static
+(``cvcourse.widgets.static``: HTML controls over precomputed frames), and moving each
+control must show the frame precomputed for the new setting. Live ipywidgets, if a page
+saved any, are drawn with the vendored ipywidgets HTML manager. Screenshots of a few pages
+are saved to ``_build/screenshots/``. `test_static_widget_html_responds` checks the static
+widgets' JavaScript on a generated page, without the book build.
 
 Needs Chromium (``apt-get install chromium``), the ``playwright`` package (it drives the
 system Chromium; no browser download) and the JavaScript fetched by ``.ci/fetch_js.sh``
@@ -200,8 +203,83 @@ _INSPECT = """() => {
     dropdownsShown: all('.widget-subarea .widget-dropdown select').filter(shown).length,
     outputImagesShown: all('.widget-subarea .widget-output img')
         .filter(i => shown(i) && i.naturalWidth > 0).length,
+    staticWidgets: all('.cvc-static-widget').length,
+    staticFramesShown: all('.cvc-static-widget img.cvc-frame')
+        .filter(i => shown(i) && i.naturalWidth > 0).length,
+    staticRangesShown: all('.cvc-static-widget input[type=range]').filter(shown).length,
+    staticSelectsShown: all('.cvc-static-widget select').filter(shown).length,
   };
 }"""
+
+
+# Moves every enabled control of every static widget once (to its last value, or to its
+# first when already there) and reports what the widget shows after each move.
+STATIC_PROBE = """async () => {
+  const out = [];
+  for (const root of document.querySelectorAll('.cvc-static-widget')) {
+    const img = root.querySelector('img.cvc-frame');
+    const controls = [...root.querySelectorAll('[data-axis]')];
+    const value = c => c.type === 'checkbox' ? (c.checked ? 1 : 0) : parseInt(c.value, 10);
+    const w = {dims: JSON.parse(root.dataset.dims), files: JSON.parse(root.dataset.files),
+               base: root.dataset.base, page: location.href, initialSrc: img.src,
+               axes: controls.map(c => +c.dataset.axis), disabled: controls.map(c => c.disabled),
+               moves: []};
+    for (const c of controls) {
+      if (c.disabled) continue;
+      const n = w.dims[+c.dataset.axis], now = value(c), next = now === n - 1 ? 0 : n - 1;
+      const t = performance.now();
+      if (c.type === 'checkbox') {
+        c.click();  // fires input and change itself
+      } else {
+        c.value = String(next);
+        c.dispatchEvent(new Event('input', {bubbles: true}));
+        c.dispatchEvent(new Event('change', {bubbles: true}));
+      }
+      let decoded = true;
+      try { await img.decode(); } catch (e) { decoded = false; }
+      w.moves.push({axis: +c.dataset.axis, values: controls.map(value), src: img.src,
+                    naturalWidth: img.naturalWidth, decoded: decoded, ms: performance.now() - t});
+    }
+    out.push(w);
+  }
+  return out;
+}"""
+
+
+def static_widget_problems(widgets):
+    """What went wrong in STATIC_PROBE's report: a control missing or out of order, a move
+    that shows another frame than the row-major index of the controls' values says, or a
+    frame that does not decode."""
+    from urllib.parse import urljoin
+
+    problems = []
+    for k, w in enumerate(widgets):
+        dims, files = w["dims"], w["files"]
+        if w["axes"] != list(range(len(dims))):
+            problems.append(f"widget {k}: controls for axes {w['axes']}, expected one per axis of {dims}")
+        if len(files) != _prod(dims):
+            problems.append(f"widget {k}: {len(files)} frames for a grid of {dims}")
+        enabled = [n for n, off in zip(dims, w["disabled"]) if not off]
+        if len(w["moves"]) != len(enabled) or not any(n > 1 for n in enabled):
+            problems.append(f"widget {k}: {len(w['moves'])} controls moved, dims {dims}, disabled {w['disabled']}")
+        for m in w["moves"]:
+            index = 0
+            for n, v in zip(dims, m["values"]):
+                index = index * n + v
+            want = urljoin(w["page"], w["base"] + files[index])
+            if m["src"] != want:
+                problems.append(f"widget {k}, axis {m['axis']} moved to {m['values']}: shows {m['src']}, "
+                                f"expected frame {index} {want}")
+            if not (m["decoded"] and m["naturalWidth"] > 0):
+                problems.append(f"widget {k}, axis {m['axis']}: frame {m['src']} did not decode")
+    return problems
+
+
+def _prod(values):
+    out = 1
+    for v in values:
+        out *= v
+    return out
 
 
 def _soft(problems, what, wait):
@@ -269,10 +347,15 @@ def _open(page, url, name, problems):
         shot = SCREENSHOTS / f"{Path(name).name}.png"
         page.screenshot(path=str(shot), full_page=True)
         facts["screenshots"].append(shot)
-        if facts["widgetsShown"]:
-            shot = SCREENSHOTS / f"{Path(name).name}-widget.png"
-            page.locator(".widget-subarea").first.screenshot(path=str(shot))
-            facts["screenshots"].append(shot)
+        for selector, shown in ((".cvc-static-widget", facts["staticFramesShown"]),
+                                (".widget-subarea", facts["widgetsShown"])):
+            if shown:
+                shot = SCREENSHOTS / f"{Path(name).name}-widget.png"
+                page.locator(selector).first.screenshot(path=str(shot))
+                facts["screenshots"].append(shot)
+                break
+    if facts["staticWidgets"]:
+        facts["staticMoves"] = page.evaluate(STATIC_PROBE)
     return facts
 
 
@@ -383,21 +466,34 @@ def test_page_works_offline(visit, book_html, name):
             problems.append("the widgets have a dropdown but none is visible")
         if facts["outputImagesSaved"] and not facts["outputImagesShown"]:
             problems.append("the widget output holds a figure but no image is visible in it")
+    if facts["staticWidgets"] and facts["staticFramesShown"] < facts["staticWidgets"]:
+        problems.append(f"{facts['staticWidgets']} static widgets, {facts['staticFramesShown']} frames shown")
+    assert not problems, f"{facts['url']}:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_static_widgets_respond(visit, name):
+    """Every control of every widget moves the figure to the frame precomputed for it (no
+    console error and no request leaving 127.0.0.1 while it does: the page's problems)."""
+    problems, facts = visit(name)
+    assert facts is not None, "\n".join(problems)
+    moves = facts.get("staticMoves", [])
+    assert len(moves) == facts["staticWidgets"]
+    problems = problems + static_widget_problems(moves)
     assert not problems, f"{facts['url']}:\n  " + "\n  ".join(problems)
 
 
 def test_checks_are_not_vacuous(visit):
-    """The intro has inline math and the tasks chapter a widget: both must be rendered."""
+    """The intro has inline math and the tasks chapter a static widget (a slider and a
+    dropdown): both must be rendered, and moving the controls must change the frame."""
     _, intro = visit("book/intro")
     _, tasks = visit("book/tasks")
     assert intro and tasks, "see test_page_works_offline"
     assert intro["math"] >= 3 and intro["mjxContainers"] >= intro["math"], intro
-    assert tasks["widgetViews"] >= 1 and tasks["widgetsShown"] >= tasks["widgetViews"], tasks
-    assert (
-        tasks["slidersShown"] >= 1
-        and tasks["dropdownsShown"] >= 1
-        and tasks["outputImagesShown"] >= 1
-    ), tasks
+    assert tasks["staticWidgets"] >= 1 and tasks["staticFramesShown"] >= tasks["staticWidgets"], tasks
+    assert tasks["staticRangesShown"] >= 1 and tasks["staticSelectsShown"] >= 1, tasks
+    moved = [m for w in tasks["staticMoves"] for m in w["moves"]]
+    assert len(moved) >= 2 and len({m["src"] for m in moved}) >= 2, tasks["staticMoves"]
 
 
 def test_screenshots_are_saved(visit, capsys):

@@ -1,7 +1,28 @@
 """Small Sphinx fixes for the cvcourse book (registered in _config.yml, local_extensions)."""
 
+import os
+import shutil
 import time
+from pathlib import Path
 from queue import Empty
+
+# Read by cvcourse.widgets.static in the notebook's kernel (which inherits this process's
+# environment): where the widgets of the page being built write their precomputed frames.
+FRAMES_ENV, URL_ENV = "CVCOURSE_WIDGET_FRAMES", "CVCOURSE_WIDGET_URL"
+FRAMES_DIR = "_widgets"
+
+
+def widget_frames_for_page(app, docname, source):
+    """Before a page is read (and its notebook executed), point the static widgets at a
+    fresh folder of the HTML output for this page: ``_widgets/<docname>/``."""
+    if app.builder.format != "html":
+        os.environ.pop(FRAMES_ENV, None)
+        return
+    folder = Path(app.outdir) / FRAMES_DIR / docname
+    shutil.rmtree(folder, ignore_errors=True)  # no stale frames from an earlier build
+    os.environ[FRAMES_ENV] = str(folder)
+    os.environ[URL_ENV] = "../" * docname.count("/") + f"{FRAMES_DIR}/{docname}/"
+
 
 # Longest single wait of the notebook client on one socket (seconds); see `wake_up_client`.
 WAKEUP_S = 1.0
@@ -75,4 +96,5 @@ def wake_up_client():
 def setup(app):
     wake_up_client()  # the build executes the notebooks in this process (myst-nb, nbclient)
     app.connect("html-page-context", dedupe_scripts, priority=900)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
+    app.connect("source-read", widget_frames_for_page)
+    return {"parallel_read_safe": False, "parallel_write_safe": True}

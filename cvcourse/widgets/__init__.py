@@ -4,13 +4,17 @@ Every widget in the course is `interactive_figure(figure_fn, controls)`: changin
 control calls ``figure_fn(**values)`` — the same function the chapter calls for its static
 figure and the tests call directly — and shows the Figure it returns, rendered by
 `render_png`. One module per chapter holds that chapter's figure functions and widgets.
+
+When the book is built, the same call returns the static version instead
+(`cvcourse.widgets.static`): plain HTML controls over frames precomputed for the widget's
+`grid`, so the published pages respond with no kernel.
 """
 
 from __future__ import annotations
 
 import io
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Callable
 
 WIDGET_DPI = 100  # the resolution of the chapters' static figures (matplotlib's default)
@@ -52,23 +56,34 @@ def render_png(fig, dpi: int = WIDGET_DPI) -> bytes:
     return buf.getvalue()
 
 
-def interactive_figure(figure_fn: Callable, controls: Mapping[str, object], columns: int = 4):
+def interactive_figure(figure_fn: Callable, controls: Mapping[str, object], columns: int = 4,
+                       grid: Mapping[str, Sequence] | None = None):
     """Controls above an output area that shows ``figure_fn(**control values)``.
 
     Args:
         figure_fn: returns a matplotlib Figure for keyword arguments named like `controls`.
         controls: ``{argument name: ipywidgets control}``.
         columns: controls per row.
+        grid: the settings the published book precomputes: ``{argument name: values}``;
+            controls left out keep their initial value there. None: every control, thinned
+            evenly to at most ``static.MAX_FRAMES`` settings. Used only by the book build.
 
     Returns:
         an ``ipywidgets.VBox``; its ``.figure_fn`` and ``.controls`` are kept for tests and
-        ``.last_seconds`` holds how long the latest redraw took.
+        ``.last_seconds`` holds how long the latest redraw took. While the book is built
+        (``static.static_mode()``): a `static.StaticFigure` for the same controls.
     """
     import ipywidgets as W
     from IPython.display import Image, display
 
+    from . import static
+
     if not controls:
         raise ValueError("controls must name at least one control")
+    if static.static_mode():
+        return static.StaticFigure(figure_fn, controls, grid)
+    if grid is not None:
+        static.axes_of(controls, grid)  # a grid the book build would reject fails here too
     box = None
 
     def draw(**values):

@@ -153,4 +153,5 @@ def anchor_widget(scene: int = 0):
         "low": W.FloatSlider(value=0.3, min=0.05, max=0.7, step=0.05, description="negative <",
                              continuous_update=False),
         "stride": W.fixed(8),
-    })
+    }, grid={"scene": sorted({scene, (scene + 1) % 200, (scene + 2) % 200}), "row": [3, 7, 11],
+             "col": [6, 10], "high": [0.5, 0.7]})

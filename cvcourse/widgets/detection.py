@@ -233,13 +233,15 @@ def detection_explorer(name: str = "faster_rcnn", split: str = "test", n: int = 
     import ipywidgets as W
 
     from . import interactive_figure
+    from .static import evenly
 
     return interactive_figure(detection_steps_figure, {
         "index": W.IntSlider(value=0, min=0, max=n - 1, description="scene"),
         "score_thresh": W.FloatSlider(value=0.5, min=0.0, max=0.95, step=0.05, description="score >"),
         "nms_thresh": W.FloatSlider(value=0.5, min=0.05, max=1.0, step=0.05, description="NMS IoU"),
         "name": W.fixed(name), "split": W.fixed(split), "n": W.fixed(n),
-    }, columns=3)
+    }, columns=3, grid={"index": evenly(range(n), 3), "score_thresh": [0.1, 0.3, 0.5, 0.7],
+                        "nms_thresh": [0.3, 0.5, 0.7]})
 
 
 def detections_figure(images: Tensor, targets: Sequence[dict], detections: Sequence[dict],

@@ -215,6 +215,7 @@ def query_explorer(name: str = "detr", split: str = "val", n: int = 100, data: d
     import ipywidgets as W
 
     from . import interactive_figure
+    from .static import evenly
 
     data = held_out_query_data(name, split, n) if data is None else data
     Q, n = data["prob"].shape[1], len(data["images"])
@@ -222,4 +223,4 @@ def query_explorer(name: str = "detr", split: str = "val", n: int = 100, data: d
         "query": W.IntSlider(value=0, min=0, max=Q - 1, description="query"),
         "scene": W.IntSlider(value=0, min=0, max=n - 1, description="scene"),
         "data": W.fixed(data),
-    })
+    }, grid={"query": evenly(range(Q), 8), "scene": evenly(range(n), 4)})

@@ -227,6 +227,7 @@ def instance_widget(name: str = "mask_rcnn", split: str = "test", n: int = 20, w
     import ipywidgets as W
 
     from . import interactive_figure
+    from .static import evenly
 
     return interactive_figure(instance_browser_figure, {
         "index": W.IntSlider(value=0, min=0, max=n - 1, description="scene"),
@@ -236,7 +237,7 @@ def instance_widget(name: str = "mask_rcnn", split: str = "test", n: int = 20, w
                                       description="score ≥"),
         "name": W.fixed(name), "split": W.fixed(split), "n": W.fixed(n),
         "weights_dir": W.fixed(weights_dir),
-    })
+    }, grid={"index": evenly(range(n), 4), "threshold": [0.25, 0.5, 0.75], "score_thresh": [0.3, 0.5, 0.7]})
 
 
 def best_mask_iou(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

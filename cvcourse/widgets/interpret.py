@@ -383,4 +383,5 @@ def explanation_widget(objects: int = 1):
         "layer": W.Dropdown(options=list(EXPLORER_LAYERS), value="features.7", description="layer"),
         "objects": W.Dropdown(options=[1, 2], value=objects, description="objects"),
     }
-    return interactive_figure(explanation_figure, controls, columns=3)
+    return interactive_figure(explanation_figure, controls, columns=3,
+                              grid={"scene": [0, 1], "target": list(CLASS_NAMES), "method": list(EXPLORER_METHODS)})

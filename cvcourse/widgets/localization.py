@@ -160,7 +160,8 @@ def windows_widget(split: str = "test", n: int = 50):
         "size": W.IntSlider(32, 8, 96, 4, description="size"),
         "ratio": W.Dropdown(options=[0.5, 1.0, 2.0], value=1.0, description="w / h"),
         "stride": W.IntSlider(8, 2, 32, 2, description="stride"),
-        "split": W.fixed(split)})
+        "split": W.fixed(split)},
+        grid={"size": [16, 32, 48, 64], "ratio": [0.5, 1.0, 2.0], "stride": [4, 8, 16]})
 
 
 def sweep_figure(results: dict) -> Figure:

@@ -177,7 +177,7 @@ def roi_widget(scene: int = 0):
         "aligned": W.Checkbox(value=True, description="aligned"),
         "stride": W.Dropdown(options=[4, 8, 16], value=8, description="stride"),
         "scene": W.fixed(scene),
-    })
+    }, grid={"x": [15, 35, 55, 75], "output_size": [1, 2, 4, 7], "aligned": [False, True]})
 
 
 def shared_features_figure(image: torch.Tensor, features: torch.Tensor, boxes: torch.Tensor,

@@ -181,8 +181,9 @@ def prediction_widget(models: tuple = ("unet", "unet_noskip"), split: str = "tes
     import ipywidgets as W
 
     from . import interactive_figure
+    from .static import evenly
 
     return interactive_figure(prediction_figure, {
         "index": W.IntSlider(value=0, min=0, max=n - 1, description="scene"),
         "models": W.fixed(tuple(models)), "split": W.fixed(split), "n": W.fixed(n),
-    })
+    }, grid={"index": evenly(range(n), 20)})

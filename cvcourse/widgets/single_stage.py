@@ -145,12 +145,15 @@ def grid_widget(model, images: torch.Tensor, targets: list[dict]):
         return grid_figure(images[index], targets[index], outputs[index], row, col)
 
     from ..models.yolo import responsible_cells
+    from .static import evenly
+
     r0, c0 = responsible_cells(targets[0]["boxes"], s, images.shape[-1])[0].tolist()
     return interactive_figure(figure, {
         "index": W.IntSlider(value=0, min=0, max=len(images) - 1, description="scene"),
         "row": W.IntSlider(value=r0, min=0, max=s - 1, description="row"),
         "col": W.IntSlider(value=c0, min=0, max=s - 1, description="col"),
-    })
+    }, grid={"index": evenly(range(len(images)), 2), "row": evenly(range(s), 4, r0),
+             "col": evenly(range(s), 4, c0)})
 
 
 # ------------------------------------------------------------------------------ default boxes
@@ -282,4 +285,4 @@ def focal_loss_widget(probs=None, targets=None):
         "gamma": W.FloatSlider(value=2.0, min=0.0, max=5.0, step=0.5, description="gamma"),
         "alpha": W.FloatSlider(value=0.25, min=0.05, max=0.95, step=0.05, description="alpha"),
         "probs": W.fixed(probs), "targets": W.fixed(targets),
-    })
+    }, grid={"gamma": [0.5 * k for k in range(11)], "alpha": [0.25, 0.5, 0.75]})

@@ -74,9 +74,10 @@ def tasks_widget(split: str = "test", n_scenes: int = 200):
     import ipywidgets as W
 
     from . import interactive_figure
+    from .static import evenly
 
     return interactive_figure(tasks_figure, {
         "index": W.IntSlider(value=0, min=0, max=n_scenes - 1, description="scene"),
         "task": W.Dropdown(options=["all", *TASKS], value="all", description="task"),
         "split": W.fixed(split),
-    })
+    }, grid={"index": evenly(range(n_scenes), 6), "task": ["all", *TASKS]})

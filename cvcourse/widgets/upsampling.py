@@ -226,7 +226,7 @@ def conv_transpose_widget():
         "step": W.IntSlider(value=1, min=1, max=9, description="position"),
         "input": W.Dropdown(options=["ones", "ramp"], value="ones", description="input"),
         "kernel": W.Dropdown(options=["ones", "tent"], value="ones", description="filter"),
-    })
+    }, grid={"kernel_size": [2, 3, 4], "stride": [1, 2, 3], "step": [1, 3, 5, 9]})
 
 
 # ------------------------------------------------------------------------ upsampling methods
@@ -297,7 +297,7 @@ def upsampling_widget():
     return interactive_figure(upsampling_figure, {
         "scale": W.IntSlider(value=2, min=2, max=4, description="factor"),
         "seed": W.IntSlider(value=0, min=0, max=20, description="input seed"),
-    })
+    }, grid={"scale": [2, 3, 4], "seed": [0, 4, 8, 12, 16, 20]})
 
 
 # ------------------------------------------------------------------------ checkerboard artifacts

@@ -217,6 +217,7 @@ def vit_attention_widget(images: torch.Tensor, attentions: torch.Tensor, masks=N
     import ipywidgets as W
 
     from . import interactive_figure
+    from .static import evenly
 
     L, B, Hd = attentions.shape[:3]
     return interactive_figure(vit_attention_figure, {
@@ -226,4 +227,4 @@ def vit_attention_widget(images: torch.Tensor, attentions: torch.Tensor, masks=N
         "view": W.ToggleButtons(options=list(VIEWS), value="rollout", description="map"),
         "images": W.fixed(images), "attentions": W.fixed(attentions), "masks": W.fixed(masks),
         "titles": W.fixed(titles),
-    }, columns=2)
+    }, columns=2, grid={"index": evenly(range(B), 4), "layer": evenly(range(L), 3, L - 1), "view": list(VIEWS)})
