@@ -226,8 +226,20 @@ def static_widget_builders() -> dict:
     """``{page: [(widget name, function that builds it)]}``: every widget of the book, built as
     its chapter builds it (checkpoint widgets left out when their checkpoint is not installed)."""
     from cvcourse import pretrained
-    from cvcourse.widgets import (anchors, detection, detr, instance, interpret, localization, roi, segmentation,
-                                  single_stage, tasks, upsampling, vit)
+    from cvcourse.widgets import (
+        anchors,
+        detection,
+        detr,
+        instance,
+        interpret,
+        localization,
+        roi,
+        segmentation,
+        single_stage,
+        tasks,
+        upsampling,
+        vit,
+    )
 
     pages = {
         "book/tasks": [("tasks", tasks.tasks_widget)],

@@ -27,9 +27,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable
 
 MAX_FRAMES = 48  # default cap on one widget's precomputed settings
 FRAMES_ENV, URL_ENV = "CVCOURSE_WIDGET_FRAMES", "CVCOURSE_WIDGET_URL"
