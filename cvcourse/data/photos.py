@@ -121,7 +121,7 @@ def info(name: str) -> dict:
 
 
 def _array(name: str) -> np.ndarray:
-    import skimage.data                       # imported here: it takes a moment
+    import skimage.data  # imported here: it takes a moment
 
     loader = getattr(skimage.data, _PHOTOS[name]["loader"])
     image = loader()
