@@ -60,7 +60,7 @@ _PHOTOS = {
         "license": "No copyright restrictions. CC0 by the photographer (Lav Varshney).",
         "description": "Grey-level photograph of a man filming with a camera on a tripod, "
                        "on a lawn in front of buildings.",
-        "objects": [{"label": "person", "box": [0, 64, 332, 512]}],
+        "objects": [{"label": "person", "box": [0, 63, 332, 512]}],
     },
     "clock": {
         "loader": "clock",
