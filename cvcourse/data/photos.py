@@ -79,10 +79,10 @@ _PHOTOS = {
                    "scikit-image (BSD-3-Clause) as part of the Middlebury 2014 stereo "
                    "benchmark.",
         "description": "A red motorcycle in a garage, with a wooden bench behind it and part "
-                       "of a bicycle at the left edge.",
+                       "of a bicycle, mostly hidden behind the bench, at the left edge.",
         "objects": [{"label": "motorcycle", "box": [92, 38, 685, 449]},
-                    {"label": "bench", "box": [42, 105, 282, 310]},
-                    {"label": "bicycle", "box": [0, 110, 45, 225]}],
+                    {"label": "bench", "box": [43, 104, 283, 313]},
+                    {"label": "bicycle", "box": [0, 112, 116, 229]}],
     },
 }
 # (height, width) of each photo, as scikit-image 0.26 ships it.
