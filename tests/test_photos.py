@@ -1,0 +1,92 @@
+"""The real photographs: sizes, value ranges, annotations, licenses and target format."""
+import pytest
+import torch
+
+from cvcourse.data import photos
+from cvcourse.metrics import mean_average_precision
+
+
+def test_at_least_six_photos_with_objects():
+    assert len(photos.names()) >= 6
+    assert all(photos.info(n)["objects"] for n in photos.names())
+
+
+@pytest.mark.parametrize("name", photos.names())
+def test_photo_loads_with_stated_size_and_range(name):
+    image = photos.load(name)
+    h, w = photos.info(name)["size"]
+    assert image.dtype == torch.float32 and image.shape == (3, h, w)
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    assert float(image.max()) > 0.5 and float(image.std()) > 0.05  # a real image, not blank
+
+
+def test_grey_photo_is_repeated_over_channels():
+    image = photos.load("camera")
+    assert torch.equal(image[0], image[1]) and torch.equal(image[0], image[2])
+    assert not torch.equal(photos.load("coffee")[0], photos.load("coffee")[1])
+
+
+@pytest.mark.parametrize("name", photos.names())
+def test_boxes_inside_and_ordered_with_coco_labels(name):
+    meta = photos.info(name)
+    h, w = meta["size"]
+    assert meta["source"].strip() and meta["license"].strip() and meta["description"].strip()
+    for obj in meta["objects"]:
+        x1, y1, x2, y2 = obj["box"]
+        assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h, (name, obj)
+        assert obj["label"] in photos.COCO_IDS
+
+
+def test_coco_ids_match_torchvision_categories():
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_Weights
+
+    categories = FasterRCNN_ResNet50_FPN_Weights.COCO_V1.meta["categories"]  # meta only
+    for label, coco_id in photos.COCO_IDS.items():
+        assert categories[coco_id] == label
+
+
+def test_info_is_a_copy():
+    photos.info("coffee")["objects"][0]["box"][0] = -99
+    assert photos.info("coffee")["objects"][0]["box"][0] == 172
+
+
+@pytest.mark.parametrize("bad", ["horse", "", None, 3])
+def test_unknown_name_lists_the_names(bad):
+    for fn in (photos.info, photos.load, photos.targets):
+        with pytest.raises(ValueError, match="name must be one of .*astronaut"):
+            fn(bad)
+
+
+def test_targets_format_scores_with_mean_average_precision():
+    all_targets = [photos.targets(n) for n in photos.names()]
+    for name, t in zip(photos.names(), all_targets):
+        n = len(photos.info(name)["objects"])
+        assert t["boxes"].dtype == torch.float32 and t["boxes"].shape == (n, 4)
+        assert t["labels"].dtype == torch.int64 and t["labels"].shape == (n,)
+        assert t["names"] == [o["label"] for o in photos.info(name)["objects"]]
+    # the annotations as detections score 1; each box shifted by a third of its width
+    # (IoU 0.5) is a hit at 0.5 only.
+    perfect = [{"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"]))}
+               for t in all_targets]
+    assert mean_average_precision(perfect, all_targets)["map"] == pytest.approx(1.0)
+    shifted = []
+    for t in all_targets:
+        b = t["boxes"].clone()
+        dx = (b[:, 2] - b[:, 0]) / 3                              # IoU = (2/3) / (4/3) = 0.5
+        b[:, 0] += dx
+        b[:, 2] += dx
+        shifted.append({"boxes": b, "labels": t["labels"], "scores": torch.ones(len(b))})
+    result = mean_average_precision(shifted, all_targets, iou_thresholds=[0.45, 0.55])
+    assert result["map"] == pytest.approx(0.5)
+
+
+def test_photos_figure_draws_every_photo_and_box():
+    fig = photos.photos_figure(ncols=3)
+    axes = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in axes] == photos.names()
+    n_boxes = sum(len(photos.info(n)["objects"]) for n in photos.names())
+    assert sum(len(ax.patches) for ax in axes) == n_boxes
+    with pytest.raises(ValueError, match="ncols"):
+        photos.photos_figure(ncols=0)
+    with pytest.raises(ValueError, match="size"):
+        photos.photos_figure(size=-1)
