@@ -96,3 +96,26 @@ def test_nbval_kernel_has_colab_pins():
     widgets, ipython, package = out.stdout.split()
     assert widgets == "7.7.1" and ipython == "7"
     assert Path(package).resolve().parent == ROOT / "cvcourse", "the kernel must import this checkout"
+
+
+_TOC_NOTEBOOKS = sorted(ROOT / f"{f}.ipynb" for f in _toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+                        if (ROOT / f"{f}.ipynb").exists())
+_PAPERS_BOX = re.compile(r"^```\{admonition\} In the papers\n(.*?)^```\s*$", re.S | re.M)
+
+
+@pytest.mark.parametrize("path", _TOC_NOTEBOOKS, ids=lambda p: p.name)
+def test_chapter_has_one_cited_in_the_papers_box_before_the_takeaways(path):
+    cells = json.loads(path.read_text())["cells"]
+    markdown = ["".join(c["source"]) if c["cell_type"] == "markdown" else "" for c in cells]
+    boxes = [i for i, src in enumerate(markdown) if "{admonition} In the papers" in src]
+    assert len(boxes) == 1, f"{path.name}: expected one 'In the papers' box, found {len(boxes)}"
+    i = boxes[0]
+    box = _PAPERS_BOX.search(markdown[i])
+    assert box and box.group(0).strip() == markdown[i].strip(), f"{path.name}: the box must be its own cell"
+    assert "{cite}`" in box.group(1), f"{path.name}: the 'In the papers' box cites no paper"
+    assert i + 1 < len(cells) and markdown[i + 1].startswith("## Key takeaways"), \
+        f"{path.name}: the 'In the papers' box must come right before '## Key takeaways'"
+
+
+def test_every_toc_chapter_notebook_is_checked_for_its_papers_box():
+    assert len(_TOC_NOTEBOOKS) >= 25
