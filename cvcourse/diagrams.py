@@ -1,0 +1,278 @@
+"""Architecture diagrams drawn from the models themselves.
+
+Each diagram is derived from a model object: `trace_shapes` hooks the named submodules, runs
+one forward pass and records the shape of what each one returns (or receives); the diagram
+draws one box per traced block and writes the recorded shape on every arrow leaving it. A
+change to a model (a width, a stride) changes its diagram, so the two cannot drift.
+
+Every function returns a ``matplotlib.figure.Figure`` (made without pyplot, as in
+`cvcourse.viz`); its alt text is ``fig.cvcourse_alt`` (also returned by `alt_text`).
+Shape labels carry ``gid="shape"`` so tests can read them back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
+from torch import Tensor, nn
+
+FONT = 9          # points; at 100 dpi this is the book's small text
+BOX_W, BOX_H = 1.25, 0.62   # inches
+COLORS = {"input": "#eeeeee", "backbone": "#dbe8f7", "neck": "#e4f3df", "head": "#fbe3cf",
+          "transformer": "#ece0f5", "op": "#fff6c8"}
+
+
+# ---------------------------------------------------------------- tracing
+
+def shapes_of(obj) -> list[tuple[int, ...]]:
+    """Every tensor shape in `obj` (a tensor, or tuples/lists/dicts of them), in order."""
+    if isinstance(obj, Tensor):
+        return [tuple(obj.shape)]
+    if isinstance(obj, dict):
+        return [s for v in obj.values() for s in shapes_of(v)]
+    if isinstance(obj, (list, tuple)):
+        return [s for v in obj for s in shapes_of(v)]
+    return []
+
+
+def trace_shapes(model: nn.Module, example_input: Tensor,
+                 modules: Sequence[str]) -> dict[str, list[tuple[int, ...]]]:
+    """Shapes that named submodules return during one forward pass (eval mode, no grad).
+
+    Args:
+        model: the network; its training mode is restored afterwards.
+        example_input: the batch given to ``model(example_input)``.
+        modules: dotted submodule names (``"rpn.head"``); a name ending in ``":in"`` records
+            what the module *receives* instead (for an operation that is not a module, such as
+            RoI Align, trace the input of the module that follows it).
+
+    Returns:
+        ``{name: [shape, ...]}``: the shapes of every tensor returned (or received) by each
+        call, in call order (a module called once per pyramid level lists every level).
+
+    Raises:
+        ValueError: a name in `modules` is not a submodule of `model`.
+    """
+    known = dict(model.named_modules())
+    records: dict[str, list[tuple[int, ...]]] = {}
+    handles = []
+    for key in modules:
+        name, _, mode = key.partition(":")
+        if name not in known:
+            raise ValueError(f"modules: {name!r} is not a submodule of {type(model).__name__}; "
+                             f"expected one of {sorted(k for k in known if k)[:12]}...")
+        records[key] = []
+        if mode == "in":
+            def pre(mod, args, key=key):
+                records[key].extend(shapes_of(args))
+            handles.append(known[name].register_forward_pre_hook(pre))
+        else:
+            def post(mod, args, out, key=key):
+                records[key].extend(shapes_of(out))
+            handles.append(known[name].register_forward_hook(post))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return records
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    """``(1, 64, 16, 16)`` → ``"1×64×16×16"``."""
+    return "×".join(str(int(d)) for d in shape)
+
+
+def parse_shape(text: str) -> list[tuple[int, ...]]:
+    """The shapes written in one label (one per line), inverse of `format_shape`."""
+    return [tuple(int(d) for d in line.split("×")) for line in text.splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------- drawing
+
+@dataclass
+class Block:
+    """One box: a traced module (or the input/an operation), where it sits, how it looks."""
+    key: str                  # trace key ("backbone", "roi_heads.box_head:in") or a pseudo name
+    title: str                # the role ("backbone", "RoI Align")
+    subtitle: str             # the class name or a short note
+    x: float                  # centre, inches
+    y: float
+    kind: str = "backbone"    # colour key in COLORS
+
+
+def draw_pipeline(blocks: Sequence[Block], edges: Sequence[tuple], title: str = "",
+                  size: tuple[float, float] | None = None) -> Figure:
+    """Boxes and arrows; every arrow carries a label (the tensor shapes that flow along it).
+
+    Args:
+        blocks: the boxes (positions in inches from the lower left).
+        edges: ``(src_key, dst_key, label)`` or ``(src_key, dst_key, label, style)`` with
+            style a dict: ``"rad"`` (arc), ``"side"`` (``"above"``/``"below"``/``"left"``/
+            ``"right"``) and ``"ls"`` (line style).
+        title: the figure title.
+        size: figure size in inches (default: the blocks' extent plus a margin).
+
+    Returns:
+        The figure; one ``FancyBboxPatch`` per block, shape labels have ``gid="shape"``.
+    """
+    by_key = {b.key: b for b in blocks}
+    xs = [b.x for b in blocks]
+    ys = [b.y for b in blocks]
+    if size is None:
+        size = (max(xs) + BOX_W / 2 + 0.3, max(ys) + BOX_H / 2 + (0.6 if title else 0.3))
+    fig = Figure(figsize=size, dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, size[0])
+    ax.set_ylim(0, size[1])
+    ax.set_axis_off()
+    for b in blocks:
+        ax.add_patch(FancyBboxPatch((b.x - BOX_W / 2, b.y - BOX_H / 2), BOX_W, BOX_H,
+                                    boxstyle="round,pad=0.02,rounding_size=0.08", lw=1.0,
+                                    ec="#333333", fc=COLORS.get(b.kind, "#ffffff"), gid="block"))
+        ax.text(b.x, b.y + 0.11, b.title, ha="center", va="center", fontsize=FONT,
+                fontweight="bold")
+        ax.text(b.x, b.y - 0.14, b.subtitle, ha="center", va="center", fontsize=FONT,
+                color="#444444", style="italic")
+    for edge in edges:
+        src, dst, label = edge[:3]
+        style = edge[3] if len(edge) > 3 else {}
+        a, b = by_key[src], by_key[dst]
+        start, end = _anchor(a, b), _anchor(b, a)
+        ax.annotate("", xy=end, xytext=start,
+                    arrowprops=dict(arrowstyle="-|>", color="#333333", lw=1.1,
+                                    ls=style.get("ls", "-"), shrinkA=0, shrinkB=0,
+                                    connectionstyle=f"arc3,rad={style.get('rad', 0.0)}"))
+        if label:
+            mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
+            side = style.get("side", "above" if abs(end[0] - start[0]) >= abs(end[1] - start[1])
+                             else "right")
+            dx, dy, ha, va = {"above": (0, 0.06, "center", "bottom"),
+                              "below": (0, -0.06, "center", "top"),
+                              "left": (-0.07, 0, "right", "center"),
+                              "right": (0.07, 0, "left", "center")}[side]
+            off = style.get("offset", (0.0, 0.0))
+            ax.text(mx + dx + off[0], my + dy + off[1], label, ha=ha, va=va, fontsize=FONT,
+                    color="#1f4e9a", gid="shape", linespacing=1.1)
+    if title:
+        ax.text(size[0] / 2, size[1] - 0.12, title, ha="center", va="top", fontsize=FONT + 1,
+                fontweight="bold")
+    return fig
+
+
+def _anchor(a: Block, b: Block) -> tuple[float, float]:
+    """Where an arrow from `a` towards `b` leaves `a`'s box (middle of the facing side)."""
+    dx, dy = b.x - a.x, b.y - a.y
+    if abs(dx) * BOX_H >= abs(dy) * BOX_W:
+        return (a.x + (BOX_W / 2 if dx > 0 else -BOX_W / 2), a.y)
+    return (a.x, a.y + (BOX_H / 2 if dy > 0 else -BOX_H / 2))
+
+
+def _class(model: nn.Module, key: str) -> str:
+    name = key.partition(":")[0]
+    return type(model.get_submodule(name)).__name__
+
+
+def _diagram(model: nn.Module, example_input: Tensor, blocks: list[Block], edges: list[tuple],
+             title: str, size=None) -> Figure:
+    """Trace every block that names a submodule, label the edges with the source's shapes."""
+    known = dict(model.named_modules())
+    traced = [b.key for b in blocks if b.key.partition(":")[0] in known and b.key != ""]
+    shapes = trace_shapes(model, example_input, traced)
+    shapes["input"] = [tuple(example_input.shape)]
+    labelled = []
+    for edge in edges:
+        src, dst = edge[:2]
+        label = edge[2] if len(edge) > 2 and edge[2] is not None else \
+            "\n".join(format_shape(s) for s in shapes[src])
+        labelled.append((src, dst, label, *edge[3:]))
+    fig = draw_pipeline(blocks, labelled, title, size)
+    lines = [f"{title}. Blocks, left to right, with the tensor shapes that leave them: "]
+    for b in blocks:
+        shp = "; ".join(format_shape(s) for s in shapes.get(b.key, []))
+        lines.append(f"{b.title} ({b.subtitle})" + (f" outputs {shp}" if shp else "") + ".")
+    fig.cvcourse_alt = " ".join(lines)
+    fig.cvcourse_shapes = shapes
+    return fig
+
+
+def alt_text(fig: Figure) -> str:
+    """The alt text of a diagram made by this module."""
+    return fig.cvcourse_alt
+
+
+def _default(name: str, model, seed: int = 0, checkpoint: bool = False) -> nn.Module:
+    """`model`, or the shipped config of `name` (untrained unless `checkpoint`)."""
+    if model is not None:
+        return model
+    from . import pretrained, recipes
+    if checkpoint:
+        return pretrained.load(name, device="cpu")
+    torch.manual_seed(seed)
+    return recipes.get(name).factory(**pretrained.record(name)["config"]).eval()
+
+
+def _scene(size: int = 128) -> Tensor:
+    from .data.shapes import make_scene
+    return make_scene(0, split="test", size=size)["image"].unsqueeze(0)  # (1, 3, S, S)
+
+
+# ---------------------------------------------------------------- one function per architecture
+# Positions are in inches; a row holds at most four boxes so a figure fits the content width.
+DX = 2.35       # horizontal pitch
+X0 = 0.95       # first column's centre
+
+
+def _col(i: int) -> float:
+    return X0 + i * DX
+
+
+def _snake(items: list[tuple[str, str, str, str]], per_row: int = 4,
+           row_gap: float = 1.5) -> list[Block]:
+    """Blocks in reading order, `per_row` to a row, each row turning back (a snake)."""
+    rows = (len(items) + per_row - 1) // per_row
+    blocks = []
+    for n, (key, title, sub, kind) in enumerate(items):
+        r, c = divmod(n, per_row)
+        c = c if r % 2 == 0 else per_row - 1 - c
+        blocks.append(Block(key, title, sub, _col(c), 0.55 + (rows - 1 - r) * row_gap, kind))
+    return blocks
+
+
+def _chain(blocks: list[Block]) -> list[tuple]:
+    return [(a.key, b.key) for a, b in zip(blocks, blocks[1:])]
+
+
+def _size(blocks: list[Block], extra_h: float = 0.0) -> tuple[float, float]:
+    return (max(b.x for b in blocks) + BOX_W / 2 + 0.35, max(b.y for b in blocks) + 0.95 + extra_h)
+
+
+def fcn(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
+    """FCN: the backbone's stages (each ends in a stride-2 pool), a 1×1 classifier, a learned
+    upsampling back to the image size.
+
+    Args:
+        model: an `FCN` (default: the shipped config, untrained: shapes do not depend on weights).
+        example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
+    """
+    model = _default("fcn", model)
+    x = _scene() if example_input is None else example_input
+    last = len(model.backbone) - 1
+    cuts = [i for i, m in enumerate(model.backbone) if isinstance(m, nn.MaxPool2d)] + [last]
+    items = [("input", "image", "input", "input")]
+    for i in cuts:
+        what = "ends in max pool" if i != last else "last conv stage"
+        items.append((f"backbone.{i}", f"backbone[:{i + 1}]", what, "backbone"))
+    items += [("classifier", "classifier", "1×1 " + _class(model, "classifier"), "head"),
+              ("upsample", "upsample", _class(model, "upsample"), "head")]
+    blocks = _snake(items)
+    return _diagram(model, x, blocks, _chain(blocks),
+                    "FCN: downsample, classify every cell, upsample", size=_size(blocks))
