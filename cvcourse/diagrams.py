@@ -146,7 +146,8 @@ def draw_pipeline(blocks: Sequence[Block], edges: Sequence[tuple], title: str = 
         src, dst, label = edge[:3]
         style = edge[3] if len(edge) > 3 else {}
         a, b = by_key[src], by_key[dst]
-        start, end = _anchor(a, b), _anchor(b, a)
+        start = _side(a, style["from"]) if "from" in style else _anchor(a, b)
+        end = _side(b, style["to"]) if "to" in style else _anchor(b, a)
         ax.annotate("", xy=end, xytext=start,
                     arrowprops=dict(arrowstyle="-|>", color="#333333", lw=1.1,
                                     ls=style.get("ls", "-"), shrinkA=0, shrinkB=0,
@@ -160,8 +161,10 @@ def draw_pipeline(blocks: Sequence[Block], edges: Sequence[tuple], title: str = 
                               "left": (-0.07, 0, "right", "center"),
                               "right": (0.07, 0, "left", "center")}[side]
             off = style.get("offset", (0.0, 0.0))
+            note = style.get("note", False)
             ax.text(mx + dx + off[0], my + dy + off[1], label, ha=ha, va=va, fontsize=FONT,
-                    color="#1f4e9a", gid="shape", linespacing=1.1)
+                    color="#555555" if note else "#1f4e9a", gid="note" if note else "shape",
+                    linespacing=1.1, style="italic" if note else "normal")
     if title:
         ax.text(size[0] / 2, size[1] - 0.12, title, ha="center", va="top", fontsize=FONT + 1,
                 fontweight="bold")
@@ -174,6 +177,12 @@ def _anchor(a: Block, b: Block) -> tuple[float, float]:
     if abs(dx) * BOX_H >= abs(dy) * BOX_W:
         return (a.x + (BOX_W / 2 if dx > 0 else -BOX_W / 2), a.y)
     return (a.x, a.y + (BOX_H / 2 if dy > 0 else -BOX_H / 2))
+
+
+def _side(a: Block, side: str) -> tuple[float, float]:
+    """The middle of one side ("top", "bottom", "left", "right") of `a`'s box."""
+    return {"top": (a.x, a.y + BOX_H / 2), "bottom": (a.x, a.y - BOX_H / 2),
+            "left": (a.x - BOX_W / 2, a.y), "right": (a.x + BOX_W / 2, a.y)}[side]
 
 
 def _class(model: nn.Module, key: str) -> str:
@@ -276,3 +285,103 @@ def fcn(model: nn.Module | None = None, example_input: Tensor | None = None) -> 
     blocks = _snake(items)
     return _diagram(model, x, blocks, _chain(blocks),
                     "FCN: downsample, classify every cell, upsample", size=_size(blocks))
+
+
+def unet(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
+    """U-Net as a U: encoder down the left, bottleneck at the bottom, decoder up the right,
+    a skip arrow (copied encoder output, concatenated after the up-convolution) across each level.
+
+    Args:
+        model: a `UNet` (default: the shipped config, untrained).
+        example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
+    """
+    model = _default("unet", model)
+    x = _scene() if example_input is None else example_input
+    depth = len(model.up)
+    pitch = 1.15
+    top = 0.55 + (depth + 1) * pitch
+
+    def y(r):
+        return top - r * pitch
+
+    blocks = [Block(f"encoder.{i}", f"encoder[{i}]", "pool + 2 convs" if i else "2 convs",
+                    _col(0), y(i + 1), "backbone") for i in range(depth)]
+    blocks.append(Block(f"encoder.{depth}", "bottleneck", f"encoder[{depth}]", _col(1), y(depth + 1),
+                        "backbone"))
+    edges = [(f"encoder.{i}", f"encoder.{i + 1}") for i in range(depth)]
+    for j in range(depth):
+        r = depth - j          # row of the encoder level this decoder stage joins
+        blocks.append(Block(f"up.{j}", f"up[{j}]", _class(model, f"up.{j}"), _col(2), y(r), "neck"))
+        blocks.append(Block(f"decoder.{j}", f"decoder[{j}]", "concat + 2 convs" if model.skip
+                            else "2 convs", _col(3), y(r), "neck"))
+        src = f"encoder.{depth}" if j == 0 else f"decoder.{j - 1}"
+        edges.append((src, f"up.{j}", None, {"side": "left" if j == 0 else "right"}))
+        edges.append((f"up.{j}", f"decoder.{j}"))
+        if model.skip:
+            edges.append((f"encoder.{depth - 1 - j}", f"decoder.{j}", None,
+                          {"rad": -0.12, "ls": "--", "to": "top", "offset": (0, 0.55)}))
+    blocks.append(Block("head", "head", "1×1 " + _class(model, "head"), _col(3), y(0), "head"))
+    edges.append((f"decoder.{depth - 1}", "head"))
+    title = "U-Net: encoder, decoder, skip connections" if model.skip else "U-Net without skips"
+    return _diagram(model, x, blocks, edges, title, size=(_col(3) + 1.0, top + 0.7))
+
+
+def _two_stage(model: nn.Module, x: Tensor, title: str, mask: bool) -> Figure:
+    up, mid, low = (3.0, 1.75, 0.45) if mask else (2.75, 1.45, 0.5)
+    blocks = [Block("input", "image", "input", _col(0), up, "input"),
+              Block("backbone", "backbone", _class(model, "backbone"), _col(1), up, "backbone"),
+              Block("rpn.head", "RPN head", _class(model, "rpn.head"), _col(2), up, "neck"),
+              Block("rpn", "proposals", "anchors, NMS", _col(3), up, "op"),
+              Block("roi_heads.box_head:in", "RoI Align" if model.roi_heads.pooler == "align"
+                    else "RoI Pool", "box pooler", _col(3), mid, "op"),
+              Block("roi_heads.box_head", "box head", _class(model, "roi_heads.box_head"), _col(2),
+                    mid, "head"),
+              Block("roi_heads.cls_score", "class scores", _class(model, "roi_heads.cls_score"),
+                    _col(1), mid + 0.42, "head"),
+              Block("roi_heads.bbox_pred", "box deltas", _class(model, "roi_heads.bbox_pred"),
+                    _col(1), mid - 0.42, "head")]
+    edges = [("input", "backbone"), ("backbone", "rpn.head"), ("rpn.head", "rpn"),
+             ("rpn", "roi_heads.box_head:in", None, {"side": "right"}),
+             ("backbone", "roi_heads.box_head:in", None, {"rad": 0.0, "side": "left",
+                                                        "offset": (0.0, -0.05)}),
+             ("roi_heads.box_head:in", "roi_heads.box_head"),
+             ("roi_heads.box_head", "roi_heads.cls_score", None, {"side": "above"}),
+             ("roi_heads.box_head", "roi_heads.bbox_pred", None, {"side": "below"})]
+    if mask:
+        pooler = "RoI Align" if model.roi_heads.mask_pooler == "align" else "RoI Pool"
+        blocks += [Block("roi_heads.mask_head:in", pooler, "mask pooler", _col(3), low, "op"),
+                   Block("roi_heads.mask_head", "mask head", _class(model, "roi_heads.mask_head"),
+                         _col(2), low, "head")]
+        edges += [("roi_heads.box_head:in", "roi_heads.mask_head:in", "detections",
+                   {"ls": ":", "note": True, "side": "left"}),
+                  ("roi_heads.mask_head:in", "roi_heads.mask_head"),
+                  ("roi_heads.mask_head", "output", None, {"side": "above"})]
+        blocks.append(Block("output", "mask logits", "per detection", _col(1), low, "input"))
+    fig = _diagram(model, x, blocks, edges, title, size=(_col(3) + 1.0, up + 0.75))
+    return fig
+
+
+def faster_rcnn(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
+    """Faster R-CNN: backbone → RPN head → proposals → RoI Align → box head → class and box.
+
+    Args:
+        model: a `FasterRCNN` (default: the shipped config, untrained; the proposal count is
+            whatever the RPN keeps for this input).
+        example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
+    """
+    model = _default("faster_rcnn", model)
+    x = _scene() if example_input is None else example_input
+    return _two_stage(model, x, "Faster R-CNN: region proposals, then per-RoI heads", mask=False)
+
+
+def mask_rcnn(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
+    """Mask R-CNN: Faster R-CNN plus a mask branch (its own RoI Align on the detections).
+
+    Args:
+        model: a `MaskRCNN` (default: the shipped checkpoint, so that the mask branch receives
+            detections; an untrained model may detect nothing).
+        example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
+    """
+    model = _default("mask_rcnn", model, checkpoint=True)
+    x = _scene() if example_input is None else example_input
+    return _two_stage(model, x, "Mask R-CNN: box heads and the mask head", mask=True)
