@@ -153,7 +153,8 @@ def draw_pipeline(blocks: Sequence[Block], edges: Sequence[tuple], title: str = 
                                     ls=style.get("ls", "-"), shrinkA=0, shrinkB=0,
                                     connectionstyle=f"arc3,rad={style.get('rad', 0.0)}"))
         if label:
-            mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
+            t = style.get("at", 0.5)
+            mx, my = start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1])
             side = style.get("side", "above" if abs(end[0] - start[0]) >= abs(end[1] - start[1])
                              else "right")
             dx, dy, ha, va = {"above": (0, 0.06, "center", "bottom"),
@@ -311,17 +312,20 @@ def unet(model: nn.Module | None = None, example_input: Tensor | None = None) ->
     edges = [(f"encoder.{i}", f"encoder.{i + 1}") for i in range(depth)]
     for j in range(depth):
         r = depth - j          # row of the encoder level this decoder stage joins
-        blocks.append(Block(f"up.{j}", f"up[{j}]", _class(model, f"up.{j}"), _col(2), y(r), "neck"))
+        blocks.append(Block(f"up.{j}", f"up[{j}]", _class(model, f"up.{j}"), _col(3), y(r), "neck"))
         blocks.append(Block(f"decoder.{j}", f"decoder[{j}]", "concat + 2 convs" if model.skip
-                            else "2 convs", _col(3), y(r), "neck"))
-        src = f"encoder.{depth}" if j == 0 else f"decoder.{j - 1}"
-        edges.append((src, f"up.{j}", None, {"side": "left" if j == 0 else "right"}))
+                            else "2 convs", _col(2), y(r), "neck"))
+        if j == 0:
+            edges.append((f"encoder.{depth}", "up.0", None, {"to": "bottom", "side": "above",
+                                                             "offset": (-0.3, 0.0)}))
+        else:
+            edges.append((f"decoder.{j - 1}", f"up.{j}", None, {"from": "top", "to": "bottom",
+                                                                "side": "below", "offset": (0.4, 0.0)}))
         edges.append((f"up.{j}", f"decoder.{j}"))
         if model.skip:
-            edges.append((f"encoder.{depth - 1 - j}", f"decoder.{j}", None,
-                          {"rad": -0.12, "ls": "--", "to": "top", "offset": (0, 0.55)}))
-    blocks.append(Block("head", "head", "1×1 " + _class(model, "head"), _col(3), y(0), "head"))
-    edges.append((f"decoder.{depth - 1}", "head"))
+            edges.append((f"encoder.{depth - 1 - j}", f"decoder.{j}", None, {"ls": "--"}))
+    blocks.append(Block("head", "head", "1×1 " + _class(model, "head"), _col(2), y(0), "head"))
+    edges.append((f"decoder.{depth - 1}", "head", None, {"side": "left"}))
     title = "U-Net: encoder, decoder, skip connections" if model.skip else "U-Net without skips"
     return _diagram(model, x, blocks, edges, title, size=(_col(3) + 1.0, top + 0.7))
 
@@ -385,3 +389,92 @@ def mask_rcnn(model: nn.Module | None = None, example_input: Tensor | None = Non
     model = _default("mask_rcnn", model, checkpoint=True)
     x = _scene() if example_input is None else example_input
     return _two_stage(model, x, "Mask R-CNN: box heads and the mask head", mask=True)
+
+
+def yolo(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
+    """YOLO: backbone → neck → a 1×1 head that predicts, per grid cell, B boxes and C classes.
+
+    Args:
+        model: a `YOLO` (default: the shipped config, untrained).
+        example_input: square images ``[B, 3, S, S]`` (default: one 128×128 test scene).
+    """
+    model = _default("yolo", model)
+    x = _scene() if example_input is None else example_input
+    blocks = _snake([("input", "image", "input", "input"),
+                     ("backbone", "backbone", _class(model, "backbone"), "backbone"),
+                     ("neck", "neck", _class(model, "neck"), "neck"),
+                     ("head", "head", "1×1 " + _class(model, "head"), "head")])
+    blocks.append(Block("output", "grid", "per cell: B·5 + C", _col(3), blocks[-1].y - 1.3, "input"))
+    return _diagram(model, x, blocks, _chain(blocks), "YOLO: one grid of predictions",
+                    size=_size(blocks))
+
+
+def _levels(model: nn.Module) -> list[str]:
+    """The multi-scale backbone's stages, finest first."""
+    return [f"backbone.{n}" for n, _ in model.backbone.named_children()]
+
+
+def ssd(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
+    """SSD: a multi-scale backbone; at every scale a class head and a box head (3×3 convs).
+
+    Args:
+        model: an `SSD` (default: the shipped config, untrained).
+        example_input: square images ``[B, 3, S, S]`` (default: one 128×128 test scene).
+    """
+    model = _default("ssd", model)
+    x = _scene() if example_input is None else example_input
+    levels = _levels(model)
+    rows, pitch = len(levels), 1.75
+    blocks = [Block("input", "image", "input", _col(0), 0.95 + (rows - 1) * pitch, "input")]
+    edges = []
+    for i, key in enumerate(levels):
+        yy = 0.95 + (rows - 1 - i) * pitch
+        blocks += [Block(key, key.split(".")[1], _class(model, key), _col(1), yy, "backbone"),
+                   Block(f"cls_heads.{i}", f"class head {i}", _class(model, f"cls_heads.{i}"),
+                         _col(2), yy + 0.37, "head"),
+                   Block(f"box_heads.{i}", f"box head {i}", _class(model, f"box_heads.{i}"),
+                         _col(2), yy - 0.37, "head"),
+                   Block(f"out{i}", f"scale {i}", "default boxes", _col(3), yy, "input")]
+        edges += [("input", key) if i == 0 else (levels[i - 1], key, None, {"side": "left"}),
+                  (key, f"cls_heads.{i}", None, {"side": "above", "offset": (-0.15, 0)}),
+                  (key, f"box_heads.{i}", None, {"side": "below", "offset": (-0.15, 0)}),
+                  (f"cls_heads.{i}", f"out{i}", None, {"side": "above", "offset": (0.1, 0)}),
+                  (f"box_heads.{i}", f"out{i}", None, {"side": "below", "offset": (0.1, 0)})]
+    return _diagram(model, x, blocks, edges, "SSD: class and box heads on every scale",
+                    size=_size(blocks, 0.15))
+
+
+def retinanet(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
+    """RetinaNet: a multi-scale backbone, an FPN, and two subnets shared across the levels.
+
+    Args:
+        model: a `RetinaNet` (default: the shipped config, untrained).
+        example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
+    """
+    model = _default("retinanet", model)
+    x = _scene() if example_input is None else example_input
+    levels = _levels(model)
+    rows, pitch = len(levels) + 1, 1.2
+
+    def y(i):
+        return 0.55 + (rows - 1 - i) * pitch
+
+    blocks = [Block("input", "image", "input", _col(0), y(0), "input")]
+    edges = []
+    for i, key in enumerate(levels):
+        blocks.append(Block(key, key.split(".")[1], _class(model, key), _col(0), y(i + 1),
+                            "backbone"))
+        edges.append(("input" if i == 0 else levels[i - 1], key, None, {"side": "left"}))
+        edges.append((key, "fpn", None, {"to": "left", "side": "above", "at": 0.3}))
+    mid = y((rows) / 2)
+    y_cls, y_box = mid + 0.9, mid - 0.9
+    blocks += [Block("fpn", "FPN", _class(model, "fpn"), _col(1), mid, "neck"),
+               Block("cls_subnet", "class subnet", "shared by levels", _col(2), y_cls, "head"),
+               Block("box_subnet", "box subnet", "shared by levels", _col(2), y_box, "head"),
+               Block("cls_out", "class logits", "A·C per cell", _col(3), y_cls, "input"),
+               Block("box_out", "box deltas", "4A per cell", _col(3), y_box, "input")]
+    edges += [("fpn", "cls_subnet", None, {"from": "top", "to": "left", "side": "left"}),
+              ("fpn", "box_subnet", None, {"from": "bottom", "to": "left", "side": "left"}),
+              ("cls_subnet", "cls_out"), ("box_subnet", "box_out", None, {"side": "below"})]
+    return _diagram(model, x, blocks, edges, "RetinaNet: FPN levels, shared subnets",
+                    size=_size(blocks, 0.15))
