@@ -205,7 +205,7 @@ def _diagram(model: nn.Module, example_input: Tensor, blocks: list[Block], edges
             "\n".join(format_shape(s) for s in shapes[src])
         labelled.append((src, dst, label, *edge[3:]))
     fig = draw_pipeline(blocks, labelled, title, size)
-    lines = [f"{title}. Blocks, left to right, with the tensor shapes that leave them: "]
+    lines = [f"Diagram: {title}. Blocks and the tensor shapes that leave them:"]
     for b in blocks:
         shp = "; ".join(format_shape(s) for s in shapes.get(b.key, []))
         lines.append(f"{b.title} ({b.subtitle})" + (f" outputs {shp}" if shp else "") + ".")
@@ -331,7 +331,7 @@ def unet(model: nn.Module | None = None, example_input: Tensor | None = None) ->
 
 
 def _two_stage(model: nn.Module, x: Tensor, title: str, mask: bool) -> Figure:
-    up, mid, low = (3.0, 1.75, 0.45) if mask else (2.75, 1.45, 0.5)
+    up, mid, low = (3.0, 1.75, 0.45) if mask else (2.45, 1.15, 0.0)
     blocks = [Block("input", "image", "input", _col(0), up, "input"),
               Block("backbone", "backbone", _class(model, "backbone"), _col(1), up, "backbone"),
               Block("rpn.head", "RPN head", _class(model, "rpn.head"), _col(2), up, "neck"),
@@ -403,8 +403,8 @@ def yolo(model: nn.Module | None = None, example_input: Tensor | None = None) ->
     blocks = _snake([("input", "image", "input", "input"),
                      ("backbone", "backbone", _class(model, "backbone"), "backbone"),
                      ("neck", "neck", _class(model, "neck"), "neck"),
-                     ("head", "head", "1×1 " + _class(model, "head"), "head")])
-    blocks.append(Block("output", "grid", "per cell: B·5 + C", _col(3), blocks[-1].y - 1.3, "input"))
+                     ("head", "head", "1×1 " + _class(model, "head"), "head"),
+                     ("output", "S×S grid", "per cell B·5 + C", "input")], row_gap=1.2)
     return _diagram(model, x, blocks, _chain(blocks), "YOLO: one grid of predictions",
                     size=_size(blocks))
 
@@ -476,5 +476,69 @@ def retinanet(model: nn.Module | None = None, example_input: Tensor | None = Non
     edges += [("fpn", "cls_subnet", None, {"from": "top", "to": "left", "side": "left"}),
               ("fpn", "box_subnet", None, {"from": "bottom", "to": "left", "side": "left"}),
               ("cls_subnet", "cls_out"), ("box_subnet", "box_out", None, {"side": "below"})]
+    for b in blocks:
+        b.x += 0.35   # room for the labels left of the backbone column
     return _diagram(model, x, blocks, edges, "RetinaNet: FPN levels, shared subnets",
                     size=_size(blocks, 0.15))
+
+
+def detr(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
+    """DETR: CNN backbone, 1×1 projection, transformer encoder over the feature tokens, a decoder
+    that turns object queries into one class and one box each.
+
+    Args:
+        model: a `DETR` (default: the shipped config, untrained).
+        example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
+    """
+    model = _default("detr", model)
+    x = _scene() if example_input is None else example_input
+    last = f"encoder.{len(model.encoder) - 1}"
+    up, low = 2.1, 0.85
+    blocks = [Block("input", "image", "input", _col(0), up, "input"),
+              Block("backbone", "backbone", _class(model, "backbone"), _col(1), up, "backbone"),
+              Block("input_proj", "projection", "1×1 " + _class(model, "input_proj"), _col(2), up,
+                    "backbone"),
+              Block(last, f"encoder ×{len(model.encoder)}", _class(model, last), _col(3), up,
+                    "transformer"),
+              Block("queries", "object queries", _class(model, "query_embed"), _col(3), low,
+                    "input"),
+              Block("decoder", f"decoder ×{len(model.decoder.layers)}", _class(model, "decoder"),
+                    _col(2), low, "transformer"),
+              Block("class_embed", "class head", _class(model, "class_embed"), _col(1), low + 0.42,
+                    "head"),
+              Block("bbox_embed", "box head", "MLP", _col(1), low - 0.42, "head")]
+    edges = [("input", "backbone"), ("backbone", "input_proj"),
+             ("input_proj", last, None, {"side": "above"}),
+             (last, "decoder", None, {"side": "left", "at": 0.45, "offset": (-0.05, 0.0)}),
+             ("queries", "decoder", format_shape(model.query_embed.weight.shape),
+              {"side": "below"}),
+             ("decoder", "class_embed", None, {"side": "above", "offset": (0.05, 0.02)}),
+             ("decoder", "bbox_embed", None, {"side": "below", "offset": (0.05, -0.02)})]
+    return _diagram(model, x, blocks, edges, "DETR: encoder over feature tokens, queries decoded "
+                    "into a set", size=(_col(3) + 1.0, up + 0.8))
+
+
+def vit(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
+    """ViT: (a conv stem,) patch embedding, CLS token and positions, transformer blocks, a
+    linear head on the CLS token.
+
+    Args:
+        model: a `VisionTransformer` (default: the shipped config, untrained).
+        example_input: images ``[B, 3, S, S]`` (default: one test scene at the model's size).
+    """
+    model = _default("vit", model)
+    x = _scene(model.image_size) if example_input is None else example_input
+    last = f"blocks.{len(model.blocks) - 1}"
+    items = [("input", "image", "input", "input")]
+    if len(list(model.stem.children())):
+        items.append(("stem", "stem", "convolutions", "backbone"))
+    k = model.patch_embed.kernel_size
+    items += [("patch_embed", "patch embed", f"{_class(model, 'patch_embed')} {k[0]}×{k[1]}",
+               "backbone"),
+              ("blocks.0:in", "tokens", "+ CLS, + positions", "op"),
+              (last, f"blocks ×{len(model.blocks)}", _class(model, last), "transformer"),
+              ("norm", "CLS token", _class(model, "norm"), "transformer"),
+              ("head", "head", _class(model, "head"), "head")]
+    blocks = _snake(items, row_gap=1.3)
+    return _diagram(model, x, blocks, _chain(blocks), "ViT: patches as tokens, a transformer, "
+                    "the CLS token classified", size=_size(blocks))
