@@ -139,9 +139,9 @@ def draw_pipeline(blocks: Sequence[Block], edges: Sequence[tuple], title: str = 
                                     boxstyle="round,pad=0.02,rounding_size=0.08", lw=1.0,
                                     ec="#333333", fc=COLORS.get(b.kind, "#ffffff"), gid="block"))
         ax.text(b.x, b.y + 0.11, b.title, ha="center", va="center", fontsize=FONT,
-                fontweight="bold")
+                fontweight="bold", gid="block-title")
         ax.text(b.x, b.y - 0.14, b.subtitle, ha="center", va="center", fontsize=FONT,
-                color="#444444", style="italic")
+                color="#444444", style="italic", gid="block-subtitle")
     for edge in edges:
         src, dst, label = edge[:3]
         style = edge[3] if len(edge) > 3 else {}
@@ -282,7 +282,8 @@ def fcn(model: nn.Module | None = None, example_input: Tensor | None = None) -> 
         what = "ends in max pool" if i != last else "last conv stage"
         items.append((f"backbone.{i}", f"backbone[:{i + 1}]", what, "backbone"))
     items += [("classifier", "classifier", "1×1 " + _class(model, "classifier"), "head"),
-              ("upsample", "upsample", _class(model, "upsample"), "head")]
+              ("upsample", "upsample", _class(model, "upsample"), "head"),
+              ("output", "class scores", "one per pixel", "input")]
     blocks = _snake(items)
     return _diagram(model, x, blocks, _chain(blocks),
                     "FCN: downsample, classify every cell, upsample", size=_size(blocks))
@@ -324,8 +325,11 @@ def unet(model: nn.Module | None = None, example_input: Tensor | None = None) ->
         edges.append((f"up.{j}", f"decoder.{j}"))
         if model.skip:
             edges.append((f"encoder.{depth - 1 - j}", f"decoder.{j}", None, {"ls": "--"}))
-    blocks.append(Block("head", "head", "1×1 " + _class(model, "head"), _col(2), y(0), "head"))
-    edges.append((f"decoder.{depth - 1}", "head", None, {"side": "left"}))
+    blocks += [Block("head", "head", "1×1 " + _class(model, "head"), _col(2), y(0), "head"),
+               Block("output", "class scores", "one per pixel", _col(3), y(0), "input"),
+               Block("input", "image", "input", _col(0), y(0), "input")]
+    edges += [(f"decoder.{depth - 1}", "head", None, {"side": "left"}), ("head", "output"),
+              ("input", "encoder.0", None, {"side": "right"})]
     title = "U-Net: encoder, decoder, skip connections" if model.skip else "U-Net without skips"
     return _diagram(model, x, blocks, edges, title, size=(_col(3) + 1.0, top + 0.7))
 
@@ -343,14 +347,18 @@ def _two_stage(model: nn.Module, x: Tensor, title: str, mask: bool) -> Figure:
               Block("roi_heads.cls_score", "class scores", _class(model, "roi_heads.cls_score"),
                     _col(1), mid + 0.42, "head"),
               Block("roi_heads.bbox_pred", "box deltas", _class(model, "roi_heads.bbox_pred"),
-                    _col(1), mid - 0.42, "head")]
+                    _col(1), mid - 0.42, "head"),
+              Block("detections", "detections", "decode, NMS", _col(0), mid, "input")]
     edges = [("input", "backbone"), ("backbone", "rpn.head"), ("rpn.head", "rpn"),
              ("rpn", "roi_heads.box_head:in", None, {"side": "right"}),
              ("backbone", "roi_heads.box_head:in", None, {"rad": 0.0, "side": "left",
                                                         "offset": (0.0, -0.05)}),
              ("roi_heads.box_head:in", "roi_heads.box_head"),
              ("roi_heads.box_head", "roi_heads.cls_score", None, {"side": "above"}),
-             ("roi_heads.box_head", "roi_heads.bbox_pred", None, {"side": "below"})]
+             ("roi_heads.box_head", "roi_heads.bbox_pred", None, {"side": "below"}),
+             ("roi_heads.cls_score", "detections", None, {"side": "above", "offset": (0.05, 0.02)}),
+             ("roi_heads.bbox_pred", "detections", None, {"side": "below",
+                                                         "offset": (0.05, -0.02)})]
     if mask:
         pooler = "RoI Align" if model.roi_heads.mask_pooler == "align" else "RoI Pool"
         blocks += [Block("roi_heads.mask_head:in", pooler, "mask pooler", _col(3), low, "op"),
@@ -465,7 +473,8 @@ def retinanet(model: nn.Module | None = None, example_input: Tensor | None = Non
         blocks.append(Block(key, key.split(".")[1], _class(model, key), _col(0), y(i + 1),
                             "backbone"))
         edges.append(("input" if i == 0 else levels[i - 1], key, None, {"side": "left"}))
-        edges.append((key, "fpn", None, {"to": "left", "side": "above", "at": 0.3}))
+        edges.append((key, "fpn", None, {"from": "right", "to": "left", "side": "above",
+                                          "at": 0.3}))
     mid = y((rows) / 2)
     y_cls, y_box = mid + 0.9, mid - 0.9
     blocks += [Block("fpn", "FPN", _class(model, "fpn"), _col(1), mid, "neck"),
@@ -493,7 +502,7 @@ def detr(model: nn.Module | None = None, example_input: Tensor | None = None) ->
     model = _default("detr", model)
     x = _scene() if example_input is None else example_input
     last = f"encoder.{len(model.encoder) - 1}"
-    up, low = 2.1, 0.85
+    up, low = 2.3, 0.85
     blocks = [Block("input", "image", "input", _col(0), up, "input"),
               Block("backbone", "backbone", _class(model, "backbone"), _col(1), up, "backbone"),
               Block("input_proj", "projection", "1×1 " + _class(model, "input_proj"), _col(2), up,
@@ -506,14 +515,17 @@ def detr(model: nn.Module | None = None, example_input: Tensor | None = None) ->
                     _col(2), low, "transformer"),
               Block("class_embed", "class head", _class(model, "class_embed"), _col(1), low + 0.42,
                     "head"),
-              Block("bbox_embed", "box head", "MLP", _col(1), low - 0.42, "head")]
+              Block("bbox_embed", "box head", "MLP", _col(1), low - 0.42, "head"),
+              Block("output", "predictions", "one per query", _col(0), low, "input")]
     edges = [("input", "backbone"), ("backbone", "input_proj"),
              ("input_proj", last, None, {"side": "above"}),
              (last, "decoder", None, {"side": "left", "at": 0.45, "offset": (-0.05, 0.0)}),
              ("queries", "decoder", format_shape(model.query_embed.weight.shape),
               {"side": "below"}),
              ("decoder", "class_embed", None, {"side": "above", "offset": (0.05, 0.02)}),
-             ("decoder", "bbox_embed", None, {"side": "below", "offset": (0.05, -0.02)})]
+             ("decoder", "bbox_embed", None, {"side": "below", "offset": (0.05, -0.02)}),
+             ("class_embed", "output", None, {"side": "above", "offset": (0.05, 0.02)}),
+             ("bbox_embed", "output", None, {"side": "below", "offset": (0.05, -0.02)})]
     return _diagram(model, x, blocks, edges, "DETR: encoder over feature tokens, queries decoded "
                     "into a set", size=(_col(3) + 1.0, up + 0.8))
 
@@ -538,7 +550,8 @@ def vit(model: nn.Module | None = None, example_input: Tensor | None = None) -> 
               ("blocks.0:in", "tokens", "+ CLS, + positions", "op"),
               (last, f"blocks ×{len(model.blocks)}", _class(model, last), "transformer"),
               ("norm", "CLS token", _class(model, "norm"), "transformer"),
-              ("head", "head", _class(model, "head"), "head")]
+              ("head", "head", _class(model, "head"), "head"),
+              ("output", "class logits", "per image", "input")]
     blocks = _snake(items, row_gap=1.3)
     return _diagram(model, x, blocks, _chain(blocks), "ViT: patches as tokens, a transformer, "
                     "the CLS token classified", size=_size(blocks))
