@@ -335,7 +335,7 @@ def unet(model: nn.Module | None = None, example_input: Tensor | None = None) ->
 
 
 def _two_stage(model: nn.Module, x: Tensor, title: str, mask: bool) -> Figure:
-    up, mid, low = (3.0, 1.75, 0.45) if mask else (2.45, 1.15, 0.0)
+    up, mid, low = (3.0, 1.75, 0.45) if mask else (2.2, 0.9, 0.0)
     blocks = [Block("input", "image", "input", _col(0), up, "input"),
               Block("backbone", "backbone", _class(model, "backbone"), _col(1), up, "backbone"),
               Block("rpn.head", "RPN head", _class(model, "rpn.head"), _col(2), up, "neck"),
@@ -555,3 +555,130 @@ def vit(model: nn.Module | None = None, example_input: Tensor | None = None) -> 
     blocks = _snake(items, row_gap=1.3)
     return _diagram(model, x, blocks, _chain(blocks), "ViT: patches as tokens, a transformer, "
                     "the CLS token classified", size=_size(blocks))
+
+
+class _Op(nn.Module):
+    """A step that is a function, not a module, wrapped so that a hook can see its output."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args):
+        return self.fn(*args)
+
+
+class _Family(nn.Module):
+    """R-CNN, Fast R-CNN and Faster R-CNN run side by side on the same image.
+
+    R-CNN warps every selective-search proposal and runs its CNN once per crop; Fast R-CNN
+    (here: the Faster R-CNN's backbone and RoI heads fed the same selective-search
+    proposals) runs the backbone once and pools each proposal from the shared features;
+    Faster R-CNN makes its proposals with the RPN.
+    """
+
+    def __init__(self, rcnn: nn.Module, faster: nn.Module, proposals: Tensor):
+        super().__init__()
+        from .models.rcnn import warp_proposals
+        self.rcnn, self.faster = rcnn, faster
+        self.search = _Op(lambda images: [proposals])                              # K x 4
+        self.warp = _Op(lambda images, boxes: warp_proposals(images, boxes, rcnn.crop_size))
+
+    def forward(self, images: Tensor):
+        boxes = self.search(images)
+        self.rcnn(self.warp(images, boxes))                       # (K, 3, s, s): K CNN passes
+        features = self.faster.backbone(images)                   # one pass, shared
+        self.faster.roi_heads(features, boxes, tuple(images.shape[-2:]))  # Fast R-CNN
+        return self.faster(images)                                # Faster R-CNN: RPN proposals
+
+
+def rcnn_family(rcnn: nn.Module | None = None, faster: nn.Module | None = None,
+                example_input: Tensor | None = None, proposals: Tensor | None = None) -> Figure:
+    """R-CNN, Fast R-CNN and Faster R-CNN as three strips: what is computed once per proposal.
+
+    Args:
+        rcnn: an `RCNN` (default: the shipped config, untrained).
+        faster: a `FasterRCNN` (default: the shipped config, untrained); its backbone and RoI
+            heads also serve as the Fast R-CNN strip, fed the selective-search proposals.
+        example_input: one image ``[1, 3, H, W]`` (default: one 128×128 test scene).
+        proposals: ``[K, 4]`` xyxy boxes (default: `cvcourse.proposals.propose` on the image).
+    """
+    from .proposals import propose
+    rcnn = _default("rcnn", rcnn)
+    faster = _default("faster_rcnn", faster)
+    x = _scene() if example_input is None else example_input
+    if proposals is None:
+        proposals = propose(x[0])
+    family = _Family(rcnn, faster, proposals).eval()
+    pitch = 1.3
+    r1, r2, r3 = 0.55 + 2 * pitch, 0.55 + pitch, 0.55
+    shared = "faster.backbone"
+    # Fast R-CNN and Faster R-CNN call the same modules: trace keys for the Fast strip are
+    # the first call's shapes, the Faster strip's the second's (see _family_shapes).
+    blocks = [Block("search", "selective search", "proposals", _col(0), r1, "op"),
+              Block("warp", "warp each", "RoI Align on pixels", _col(1), r1, "op"),
+              Block("rcnn.cnn", "CNN per crop", _class(rcnn, "cnn"), _col(2), r1, "backbone"),
+              Block("rcnn.cls_score", "heads", "R-CNN", _col(3), r1, "head"),
+              Block("search#2", "selective search", "proposals", _col(0), r2, "op"),
+              Block(shared + "#1", "backbone once", _class(faster, "backbone"), _col(1), r2,
+                    "backbone"),
+              Block("faster.roi_heads.box_head:in#1", "RoI Align", "shared features", _col(2), r2,
+                    "op"),
+              Block("faster.roi_heads.box_head#1", "heads", "Fast R-CNN",
+                    _col(3), r2, "head"),
+              Block(shared + "#2", "backbone", _class(faster, "backbone"), _col(0), r3, "backbone"),
+              Block("faster.rpn", "RPN", "proposals", _col(1), r3, "neck"),
+              Block("faster.roi_heads.box_head:in#2", "RoI Align", "shared features", _col(2), r3,
+                    "op"),
+              Block("faster.roi_heads.box_head#2", "heads", "Faster R-CNN",
+                    _col(3), r3, "head")]
+    edges = [("search", "warp"), ("warp", "rcnn.cnn"), ("rcnn.cnn", "rcnn.cls_score"),
+             ("search#2", "faster.roi_heads.box_head:in#1", None,
+              {"rad": 0.25, "side": "below", "offset": (0, -0.5)}),
+             (shared + "#1", "faster.roi_heads.box_head:in#1"),
+             ("faster.roi_heads.box_head:in#1", "faster.roi_heads.box_head#1"),
+             (shared + "#2", "faster.rpn"), ("faster.rpn", "faster.roi_heads.box_head:in#2"),
+             ("faster.roi_heads.box_head:in#2", "faster.roi_heads.box_head#2")]
+    return _family_diagram(family, x, blocks, edges, size=(_col(3) + 1.0, r1 + 0.8))
+
+
+def _family_shapes(family: nn.Module, x: Tensor) -> dict[str, list[tuple[int, ...]]]:
+    """Trace `family`; a key ``name#n`` is the n-th call of module ``name`` (1-based)."""
+    keys = ["search", "warp", "rcnn.cnn", "rcnn.cls_score", "faster.backbone",
+            "faster.roi_heads.box_head:in", "faster.roi_heads.box_head", "faster.rpn"]
+    calls: dict[str, list[list[tuple[int, ...]]]] = {k: [] for k in keys}
+    known = dict(family.named_modules())
+    handles = []
+    for key in keys:
+        name, _, mode = key.partition(":")
+        if mode == "in":
+            handles.append(known[name].register_forward_pre_hook(
+                lambda m, a, key=key: calls[key].append(shapes_of(a))))
+        else:
+            handles.append(known[name].register_forward_hook(
+                lambda m, a, o, key=key: calls[key].append(shapes_of(o))))
+    try:
+        with torch.no_grad():
+            family(x)
+    finally:
+        for h in handles:
+            h.remove()
+    shapes = {k: v[0] for k, v in calls.items()}
+    shapes.update({f"{k}#{n + 1}": s for k, v in calls.items() for n, s in enumerate(v)})
+    shapes["search#2"] = shapes["search"]       # the same proposals feed Fast R-CNN
+    return shapes
+
+
+def _family_diagram(family, x, blocks, edges, size) -> Figure:
+    shapes = _family_shapes(family, x)
+    labelled = [(e[0], e[1], "\n".join(format_shape(s) for s in shapes[e[0]]), *e[3:])
+                for e in edges]
+    title = "R-CNN → Fast R-CNN → Faster R-CNN: what runs once per proposal"
+    fig = draw_pipeline(blocks, labelled, title, size)
+    lines = [f"Diagram: {title}. Blocks and the tensor shapes that leave them:"]
+    for b in blocks:
+        shp = "; ".join(format_shape(s) for s in shapes.get(b.key, []))
+        lines.append(f"{b.title} ({b.subtitle})" + (f" outputs {shp}" if shp else "") + ".")
+    fig.cvcourse_alt = " ".join(lines)
+    fig.cvcourse_shapes = shapes
+    return fig

@@ -263,7 +263,7 @@ def test_bad_model_is_named():
 
 
 @pytest.mark.parametrize("name", ["fcn", "unet", "faster_rcnn", "mask_rcnn", "yolo", "ssd",
-                                  "retinanet", "detr", "vit"])
+                                  "retinanet", "detr", "vit", "rcnn_family"])
 def test_default_model_draws_fast(name):
     getattr(diagrams, name)()                               # warm: model built, fonts cached
     t = time.perf_counter()
@@ -271,3 +271,25 @@ def test_default_model_draws_fast(name):
     assert isinstance(fig, Figure) and n_boxes(fig) >= 4
     # not a timing assertion on the chapter's output; a budget for the test suite only
     assert time.perf_counter() - t < 10
+
+
+def test_rcnn_family():
+    from cvcourse.models.rcnn import warp_proposals
+    from cvcourse.proposals import propose
+    rcnn, faster, x = build("rcnn"), build("faster_rcnn"), scene()
+    proposals = propose(x[0])
+    fig = diagrams.rcnn_family(rcnn, faster, x, proposals)
+    check_figure(fig, 12)
+    K = len(proposals)
+    with torch.no_grad():
+        crops = warp_proposals(x, [proposals], rcnn.crop_size)
+        per_crop = rcnn.cnn(crops)
+        features = faster.backbone(x)
+        pooled = faster.roi_heads.pool(features, [proposals])
+    got = hooked(faster, x, ["rpn"], ["roi_heads.box_head"])
+    want = {(K, 4), tuple(crops.shape), tuple(per_crop.shape), tuple(features.shape),
+            tuple(pooled.shape)} | set(got["rpn"]) | set(got["roi_heads.box_head:in"])
+    assert written_shapes(fig) == want
+    assert crops.shape[0] == pooled.shape[0] == K          # R-CNN: K CNN passes; Fast: one
+    assert written_shapes(diagrams.rcnn_family(build("rcnn", crop_size=24), faster, x, proposals)) \
+        != written_shapes(fig)
