@@ -557,6 +557,34 @@ def vit(model: nn.Module | None = None, example_input: Tensor | None = None) -> 
                     "the CLS token classified", size=_size(blocks))
 
 
+
+def rpn_head(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
+    """The RPN head of a Faster R-CNN: a shared 3×3 conv, then two 1×1 convs giving, for each
+    of the A anchors at every feature cell, an objectness logit and four box deltas.
+
+    Args:
+        model: a `FasterRCNN` (default: the shipped config, untrained).
+        example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
+    """
+    model = _default("faster_rcnn", model)
+    x = _scene() if example_input is None else example_input
+    y0 = 1.2
+    blocks = [Block("backbone", "backbone", _class(model, "backbone"), _col(0), y0, "backbone"),
+              Block("rpn.head.conv", "conv 3×3", _class(model, "rpn.head.conv") + " + ReLU",
+                    _col(1), y0, "neck"),
+              Block("rpn.head.cls_logits", "objectness", "1×1 " + _class(model, "rpn.head.cls_logits"),
+                    _col(2), y0 + 0.5, "head"),
+              Block("rpn.head.bbox_pred", "box deltas", "1×1 " + _class(model, "rpn.head.bbox_pred"),
+                    _col(2), y0 - 0.5, "head"),
+              Block("rpn", "proposals", "top-k, NMS", _col(3), y0, "op")]
+    edges = [("backbone", "rpn.head.conv"),
+             ("rpn.head.conv", "rpn.head.cls_logits", None, {"side": "above", "at": 0.4}),
+             ("rpn.head.conv", "rpn.head.bbox_pred", None, {"side": "below", "at": 0.4}),
+             ("rpn.head.cls_logits", "rpn", None, {"side": "above", "at": 0.45}),
+             ("rpn.head.bbox_pred", "rpn", None, {"side": "below", "at": 0.45})]
+    return _diagram(model, x, blocks, edges, "RPN head: objectness and deltas for every anchor",
+                    size=(_col(3) + 1.0, y0 + 1.5))
+
 class _Op(nn.Module):
     """A step that is a function, not a module, wrapped so that a hook can see its output."""
 

@@ -263,7 +263,7 @@ def test_bad_model_is_named():
 
 
 @pytest.mark.parametrize("name", ["fcn", "unet", "faster_rcnn", "mask_rcnn", "yolo", "ssd",
-                                  "retinanet", "detr", "vit", "rcnn_family"])
+                                  "retinanet", "detr", "vit", "rcnn_family", "rpn_head"])
 def test_default_model_draws_fast(name):
     getattr(diagrams, name)()                               # warm: model built, fonts cached
     t = time.perf_counter()
@@ -293,3 +293,19 @@ def test_rcnn_family():
     assert crops.shape[0] == pooled.shape[0] == K          # R-CNN: K CNN passes; Fast: one
     assert written_shapes(diagrams.rcnn_family(build("rcnn", crop_size=24), faster, x, proposals)) \
         != written_shapes(fig)
+
+
+def test_rpn_head():
+    model, x = build("faster_rcnn"), scene()
+    fig = diagrams.rpn_head(model, x)
+    check_figure(fig, 5)
+    with torch.no_grad():
+        features = model.backbone(x)
+        t = model.rpn.head.conv(features)
+        objectness, deltas = model.rpn.head(features)
+    assert written_shapes(fig) == {tuple(features.shape), tuple(t.shape), tuple(objectness.shape),
+                                   tuple(deltas.shape)}
+    config = pretrained.record("faster_rcnn")["config"]
+    assert objectness.shape[1] == len(config["anchor_sizes"]) * len(config["aspect_ratios"])
+    assert written_shapes(diagrams.rpn_head(build("faster_rcnn", anchor_sizes=[16, 32]), x)) != \
+        written_shapes(fig)
