@@ -161,6 +161,12 @@ def draw_pipeline(blocks: Sequence[Block], edges: Sequence[tuple], title: str = 
                               "below": (0, -0.06, "center", "top"),
                               "left": (-0.07, 0, "right", "center"),
                               "right": (0.07, 0, "left", "center")}[side]
+            dxe, dye = end[0] - start[0], end[1] - start[1]
+            if side in ("above", "below") and abs(dxe) > 1e-6:
+                # keep a centred label off a sloping arrow: lift it by the slope times half its
+                # width (about 0.07 inch per character at 9 pt)
+                half = 0.035 * max(len(line) for line in label.splitlines())
+                dy += (1 if side == "above" else -1) * abs(dye / dxe) * half
             off = style.get("offset", (0.0, 0.0))
             note = style.get("note", False)
             ax.text(mx + dx + off[0], my + dy + off[1], label, ha=ha, va=va, fontsize=FONT,
@@ -578,10 +584,10 @@ def rpn_head(model: nn.Module | None = None, example_input: Tensor | None = None
                     _col(2), y0 - 0.5, "head"),
               Block("rpn", "proposals", "top-k, NMS", _col(3), y0, "op")]
     edges = [("backbone", "rpn.head.conv"),
-             ("rpn.head.conv", "rpn.head.cls_logits", None, {"side": "above", "at": 0.4}),
-             ("rpn.head.conv", "rpn.head.bbox_pred", None, {"side": "below", "at": 0.4}),
-             ("rpn.head.cls_logits", "rpn", None, {"side": "above", "at": 0.45}),
-             ("rpn.head.bbox_pred", "rpn", None, {"side": "below", "at": 0.45})]
+             ("rpn.head.conv", "rpn.head.cls_logits", None, {"side": "above"}),
+             ("rpn.head.conv", "rpn.head.bbox_pred", None, {"side": "below"}),
+             ("rpn.head.cls_logits", "rpn", None, {"side": "above"}),
+             ("rpn.head.bbox_pred", "rpn", None, {"side": "below"})]
     return _diagram(model, x, blocks, edges, "RPN head: objectness and deltas for every anchor",
                     size=(_col(3) + 1.0, y0 + 1.5))
 
