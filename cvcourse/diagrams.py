@@ -232,8 +232,9 @@ def _default(name: str, model, seed: int = 0, checkpoint: bool = False) -> nn.Mo
     from . import pretrained, recipes
     if checkpoint:
         return pretrained.load(name, device="cpu")
-    torch.manual_seed(seed)
-    return recipes.get(name).factory(**pretrained.record(name)["config"]).eval()
+    with torch.random.fork_rng(devices=[]):   # leave the caller's random stream untouched
+        torch.manual_seed(seed)
+        return recipes.get(name).factory(**pretrained.record(name)["config"]).eval()
 
 
 def _scene(size: int = 128) -> Tensor:

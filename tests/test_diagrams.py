@@ -309,3 +309,11 @@ def test_rpn_head():
     assert objectness.shape[1] == len(config["anchor_sizes"]) * len(config["aspect_ratios"])
     assert written_shapes(diagrams.rpn_head(build("faster_rcnn", anchor_sizes=[16, 32]), x)) != \
         written_shapes(fig)
+
+
+def test_drawing_leaves_the_random_stream_alone():
+    torch.manual_seed(123)
+    a = torch.rand(3)
+    torch.manual_seed(123)
+    diagrams.yolo()
+    assert torch.equal(torch.rand(3), a)
