@@ -93,3 +93,14 @@ def test_a_missing_pyobject_is_reported(tmp_path):
     file.write_text("def f():\n    return 1\n")
     with pytest.raises(AssertionError):
         _pyobject_lines(file, "g")
+
+
+def test_readme_table_lists_the_code_each_chapter_shows():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Chapter → package files", 1)[1].split("\n## ", 1)[0]
+    rows = {m[1]: set(re.findall(r"`([\w.]+)`", m[3]))
+            for m in re.finditer(r"^\| `(book/(\w+)\.ipynb)` \| (?:[^|]*) \| ([^|]*) \|$", section, flags=re.M)}
+    assert set(rows) == {f"{c}.ipynb" for c in CHAPTERS}
+    for chapter in CHAPTERS:
+        shown = {obj for _, obj in _includes(chapter) if obj}
+        assert rows[f"{chapter}.ipynb"] == shown, chapter
