@@ -10,6 +10,8 @@ same optimizer step. The pieces here make that step the *same* one a single proc
 - `ShardedSampler` gives every rank its slice of the very global batch one process draws;
 - `synchronized_batchnorm` makes BatchNorm normalise over the global batch (torch's
   `SyncBatchNorm` on GPUs, `GlooSyncBatchNorm` written out here for CPU processes).
+
+Taught in book/appendix_training_at_scale.ipynb.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ Two design choices matter for what a network can learn from these scenes:
 
 Everything is vectorized numpy on pixel-centre coordinate grids: a circle is one
 inequality, a (rotated) square or a triangle is an intersection of half-planes.
+
+Taught in book/tasks.ipynb.
 """
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ grid. Two ways to turn them into a saliency-map-like picture over the patch grid
   accounting for the residual connections by mixing each layer's attention with the
   identity, ``Â = 0.5·A + 0.5·I`` (rows renormalised), and multiplying:
   ``R = Â[L-1] ··· Â[1] Â[0]``. Row 0 of R says how much each input patch flowed into CLS.
+
+Taught in book/int_vit.ipynb.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ Two tests, applicable to any method that turns ``(model, images, targets)`` into
   one from the top (cascading) and measure how similar the maps stay (Spearman rank
   correlation). A map that does not change when the model's weights are destroyed cannot
   be explaining what the model learned — however good it looks.
+
+Taught in book/int_evaluation.ipynb.
 """
 
 from __future__ import annotations

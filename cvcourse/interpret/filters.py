@@ -3,6 +3,8 @@
 A first-layer filter is the only one that lives in pixel space: its weights ``[3, k, k]``
 multiply an RGB patch directly, so it can be drawn as a small colour image. Deeper
 filters combine feature channels, not colours, and have no such picture.
+
+Taught in book/int_filters.ipynb.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ $$\alpha_k^c = \frac{1}{hw} \sum_{i,j} \frac{\partial S_c}{\partial A^k_{ij}}, \
 $\alpha_k^c$ says how much channel k matters for class c (its gradient, averaged over the
 positions); the ReLU keeps the regions that speak *for* the class. Deep layers give coarse
 but class-specific maps; earlier layers give finer maps that are less specific.
+
+Taught in book/int_cam.ipynb.
 """
 
 from __future__ import annotations

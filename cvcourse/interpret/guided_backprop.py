@@ -10,6 +10,8 @@ $$\frac{\partial S}{\partial x} \leftarrow [x > 0]\,\Big[\frac{\partial S}{\part
 so only signals that would *increase* the activation of units that are on reach the image.
 The result is much sharper than the plain gradient; it is no longer the gradient of
 anything, which is why Adebayo et al. (2018) ask whether it still depends on the model.
+
+Taught in book/int_guided_backprop.ipynb.
 """
 
 from __future__ import annotations

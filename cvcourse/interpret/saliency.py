@@ -7,6 +7,8 @@ would change the score most if they changed a little. One backward pass gives it
 saliency map keeps, per pixel, the largest magnitude over the colour channels:
 
 $$M_{ij} = \max_{ch} \left| \frac{\partial S_c}{\partial I_{ch,i,j}} \right|.$$
+
+Taught in book/int_saliency.ipynb.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ Matching follows COCO (and torchvision's evaluators): in decreasing score order,
 detection takes the unmatched object of its class with the highest IoU. VOC's code
 instead looks at the single object with the highest IoU and calls the detection a false
 positive when that object is already taken; the two rarely differ.
+
+Taught in book/det_evaluation.ipynb.
 """
 from __future__ import annotations
 

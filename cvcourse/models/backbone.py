@@ -5,6 +5,8 @@
 backbone of Faster R-CNN, YOLO, DETR and Mask R-CNN, and ``MultiScaleBackbone`` adds two
 coarser maps for SSD and RetinaNet (as facebookresearch/detr's ``models/backbone.py`` and
 torchvision's ``backbone_utils.py`` hold the backbones their detectors share).
+
+Taught in book/ss_tradeoffs.ipynb.
 """
 
 from __future__ import annotations

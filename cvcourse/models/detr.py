@@ -21,6 +21,8 @@ Interface as torchvision's detectors: ``model(images, targets)`` (targets with x
 boxes and labels 1..C) returns the loss dict in training mode, ``model(images)`` a list of
 ``{"boxes" [Q, 4] xyxy pixels, "scores" [Q], "labels" [Q]}`` in eval mode, one guess per
 query, none removed. ``model.forward_raw(images)`` gives DETR's raw outputs.
+
+Taught in book/ss_detr.ipynb.
 """
 
 from __future__ import annotations

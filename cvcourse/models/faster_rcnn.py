@@ -10,6 +10,8 @@ The interface is torchvision's detection interface: ``model(images, targets)`` r
 loss dict in training mode, ``model(images)`` a list of ``{"boxes", "scores", "labels"}``
 in eval mode, so ``fit(model, data, lambda m, b: m(*b), collate_fn=detection_collate)``
 trains it. Labels are 1..num_classes; 0 is background.
+
+Taught in book/det_faster_rcnn.ipynb.
 """
 
 from __future__ import annotations

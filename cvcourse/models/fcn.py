@@ -8,6 +8,8 @@ The single coarse-to-fine jump is why FCN boundaries are blurry; the U-Net fixes
 
 ``pad_to_multiple`` is shared with the U-Net: inputs whose size is not a multiple of the
 network's total stride are padded (and the output cropped back) or rejected.
+
+Taught in book/seg_fcn.ipynb.
 """
 from __future__ import annotations
 

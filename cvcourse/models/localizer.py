@@ -5,6 +5,8 @@ numbers. One CNN computes a feature vector; a linear head scores the classes, an
 regresses the box as normalized ``(cx, cy, w, h)`` in [0, 1] (a sigmoid keeps it there).
 Training adds the two objectives into one *multitask loss*:
 ``cross_entropy(scores, label) + box_weight * regression(box, target_box)``.
+
+Taught in book/det_localization.ipynb.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ returns the Faster R-CNN losses plus ``loss_mask``; in eval mode ``model(images)
 per image ``{"boxes", "scores", "labels", "masks" [D,1,H,W] float probabilities,
 "roi_masks" [D,1,28,28]}`` ("masks" as torchvision's Mask R-CNN; "roi_masks" are the raw
 28x28 masks before pasting).
+
+Taught in book/inst_mask_rcnn.ipynb.
 """
 
 from __future__ import annotations

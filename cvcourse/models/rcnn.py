@@ -9,6 +9,8 @@ truth (>= 0.5: that object's class, else background) with ``Matcher``.
 
 The cost is the point: the CNN's batch dimension is the *proposals*, so 200 proposals per
 image mean 200 forward passes of the whole network; Fast R-CNN shares them.
+
+Taught in book/det_rcnn.ipynb.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ samples 256 per image (at most half positive) and sums a BCE objectness loss and
 smooth-L1 box loss over them. Proposals are the decoded anchors with the best objectness,
 clipped, small ones removed, de-duplicated by NMS (0.7): the second stage's regions.
 Mirrors ``torchvision.models.detection.rpn.RegionProposalNetwork`` (single feature map).
+
+Taught in book/det_rpn.ipynb.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ a fully connected layer on a k x k map *is* a k x k convolution, ``to_fully_conv
 reshapes the FC weights into conv kernels; the resulting network slides over the whole
 (padded) image in one pass and gives the same per-pixel scores, computing each shared
 feature once. ``multiply_adds`` counts both costs from the layer shapes.
+
+Taught in book/seg_sliding_window.ipynb.
 """
 from __future__ import annotations
 

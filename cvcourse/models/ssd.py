@@ -22,6 +22,8 @@ Training (SSD's recipe):
 
 Inference: softmax, drop class scores below 0.05 and keep the best 400 x C, decode,
 per-class NMS at 0.45, keep the best 100. Interface: torchvision's detection interface.
+
+Taught in book/ss_ssd.ipynb.
 """
 
 from __future__ import annotations

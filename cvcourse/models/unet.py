@@ -7,6 +7,8 @@ connection), and a double conv mixes coarse semantics with fine spatial detail.
 
 With ``skip=False`` the decoder sees only the upsampled coarse features (the same layers
 with fewer input channels): the ablation behind "skip connections sharpen boundaries".
+
+Taught in book/seg_unet.ipynb.
 """
 from __future__ import annotations
 

@@ -30,6 +30,8 @@ not learned (the grid's known limit, measured in the chapter). Detections score 
 Interface: torchvision's detection interface (``model(images, targets)`` -> loss dict in
 training, ``model(images)`` -> per image ``{"boxes", "scores", "labels"}`` in eval, labels
 1..C).
+
+Taught in book/ss_yolo.ipynb.
 """
 
 from __future__ import annotations

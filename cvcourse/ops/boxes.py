@@ -7,6 +7,8 @@ vectorized PyTorch: no C++ kernel and no Python loop over boxes. They run on the
 in the dtype of their inputs (half precision areas are computed in float32, as torchvision
 does). Boxes are ``(x1, y1, x2, y2)`` ("xyxy") with ``x1 <= x2`` and ``y1 <= y2`` unless a
 function says otherwise.
+
+Taught in book/det_many_objects.ipynb, book/det_evaluation.ipynb and book/det_rpn.ipynb.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ label: an anchor classified with ``p_t = 0.9`` keeps 1 % of its loss at ``gamma 
 
 `sigmoid_focal_loss` has the signature and the results of ``torchvision.ops.sigmoid_focal_loss``
 (checked to 1e-6, gradients too, in ``tests/test_single_stage.py``).
+
+Taught in book/ss_retinanet.ipynb.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ The interface is DETR's (Carion et al., 2020, ``models/matcher.py``):
 [B, Q, 4]}`` (boxes normalized cxcywh in [0, 1]) and ``targets`` a list of B dicts with
 ``"labels"`` [N] (indices into the K logits) and ``"boxes"`` [N, 4] normalized cxcywh;
 it returns, per image, ``(pred_indices, target_indices)``, two int64 tensors of length N.
+
+Taught in book/ss_detr.ipynb.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ balanced batch of positives and negatives is drawn per image. ``Matcher`` and
 ``torchvision.models.detection._utils`` (same arguments, same results, checked in
 ``tests/test_anchors.py``); ``label_anchors`` applies Faster R-CNN's rule to anchors.
 DETR's one-to-one matching is in ``hungarian.py``.
+
+Taught in book/det_rpn.ipynb.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ into ``oh x ow`` bins and reduce each bin to one number per channel:
 Signatures and results are those of ``torchvision.ops.roi_pool`` / ``roi_align`` (their CPU
 kernels, down to the boundary rules); ``tests/test_roi.py`` checks values and gradients.
 Gradients reach ``input`` through autograd; as in torchvision, ``boxes`` get none.
+
+Taught in book/det_fast_rcnn.ipynb.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ is the learnable one. Each is checked against PyTorch in ``tests/test_upsample.p
 - ``conv_transpose2d``   == ``F.conv_transpose2d`` (values and gradients)
 
 All functions take batched feature maps ``[N, C, H, W]`` and follow the input's device.
+
+Taught in book/seg_upsampling.ipynb.
 """
 from __future__ import annotations
 
