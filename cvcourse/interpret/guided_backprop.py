@@ -127,3 +127,38 @@ def guided_backprop(model: nn.Module, images: Tensor, targets=None, *, layer=Non
             scores = unit.flatten(1).sum(1) if unit.dim() > 1 else unit  # (B,)
         (grad,) = torch.autograd.grad(scores.sum(), x)
     return grad.to(images.device)
+
+
+def strongest_units(model: nn.Module, images: Tensor, layer, channel: int | None = None) -> dict:
+    """For each image, the strongest unit of one channel of `layer` and its guided backprop.
+
+    Args:
+        model: a network with ``nn.ReLU`` modules.
+        images: ``[B, C, H, W]``.
+        layer: a module of `model`, or its dotted name, returning ``[B, K, h, w]``.
+        channel: the channel c; by default the one with the largest mean (over the images)
+            of its per-image maximum.
+
+    Returns:
+        ``{"channel": c, "units": [B, 3] (c, y, x) per image, "patterns": [B, C, H, W]}``:
+        the guided gradient of each image's own strongest unit, the input pattern it responds to.
+    """
+    images = check_images(images)
+    name, module = resolve_layer(model, layer)
+    out: list[Tensor] = []
+    with explaining(model) as handles, torch.no_grad():
+        handles.append(module.register_forward_hook(lambda m, i, o: out.append(o.detach().clone())))
+        model(images.to(model_device(model, images.device)))
+    if len(out) != 1 or out[0].dim() != 4:
+        raise ValueError(f"layer {name!r} must run once and return [B, K, h, w]")
+    a = out[0]                                                      # (B, K, h, w)
+    peaks = a.flatten(2).amax(2)                                    # (B, K)
+    c = int(peaks.mean(0).argmax()) if channel is None else channel
+    if not 0 <= c < a.shape[1]:
+        raise ValueError(f"channel must be in 0..{a.shape[1] - 1} for layer {name!r}, got {c}")
+    w = a.shape[-1]
+    flat = a[:, c].flatten(1).argmax(1)                             # (B,)
+    units = torch.stack([torch.full_like(flat, c), flat // w, flat % w], 1).cpu()   # (B, 3)
+    patterns = torch.cat([guided_backprop(model, images[j:j + 1], layer=name, neuron=tuple(units[j].tolist()))
+                          for j in range(len(images))])             # (B, C, H, W)
+    return {"channel": c, "units": units, "patterns": patterns}
