@@ -24,6 +24,7 @@ from cvcourse.interpret import (
     rank,
     saliency,
     spearman,
+    strongest_units,
     upsample,
 )
 from cvcourse.models import ShapeClassifier
@@ -476,3 +477,17 @@ def test_neuron_guided_backprop_rejects_bad_arguments():
     twice.forward = lambda x: twice[1](twice[0](twice[0](x)))
     with pytest.raises(ValueError, match="must run once per forward pass"):
         guided_backprop(twice, images, layer="0", neuron=0)
+
+
+def test_strongest_units_picks_each_images_peak_and_its_guided_gradient():
+    model = _small_cnn()
+    images = torch.rand(3, 3, 20, 24, generator=torch.Generator().manual_seed(6))
+    r = strongest_units(model, images, "3")
+    for j in range(3):
+        c, y, x = _strongest_unit(model, images[j:j + 1], "3", r["channel"])
+        assert r["units"][j].tolist() == [c, y, x]
+        torch.testing.assert_close(r["patterns"][j:j + 1],
+                                   guided_backprop(model, images[j:j + 1], layer="3", neuron=(c, y, x)))
+    assert strongest_units(model, images, "3", channel=5)["units"][:, 0].tolist() == [5, 5, 5]
+    with pytest.raises(ValueError, match="channel must be in 0..7"):
+        strongest_units(model, images, "3", channel=8)
