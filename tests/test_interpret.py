@@ -24,6 +24,7 @@ from cvcourse.interpret import (
     rank,
     saliency,
     spearman,
+    strongest_units,
     upsample,
 )
 from cvcourse.models import ShapeClassifier
@@ -384,3 +385,109 @@ def test_randomization_test_separates_model_dependent_and_independent_maps(model
     again = randomization_test(model, saliency, images, targets, layers=["fc", "features.7"],
                                reference=saliency(model, images, targets))
     assert all(torch.equal(again[k], r[k]) for k in r)
+
+
+# ------------------------------------------------- guided backprop from one neuron
+def _small_cnn() -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 5, 3),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3)).eval()
+
+
+def _neuron_cases():
+    from cvcourse import pretrained
+
+    shipped = pretrained.load("classifier")
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    small = _small_cnn()
+    small_images = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(4))
+    cases = [(shipped, images, "features.1", 3), (shipped, images, "features.4", 7),
+             (shipped, images, "features.6.0", 11), (shipped, images, "features.7", 2),
+             (small, small_images, "1", 4), (small, small_images, "3", 0), (small, small_images, "6", 2)]
+    return [(m, x, name, _strongest_unit(m, x, name, c)) for m, x, name, c in cases]
+
+
+def _strongest_unit(model, images, name, c):
+    """(c, y, x) of the largest activation of channel c in the first image: a unit that is on."""
+    out = []
+    handle = model.get_submodule(name).register_forward_hook(lambda m, i, o: out.append(o.detach().clone()))
+    with torch.no_grad():
+        model(images)
+    handle.remove()
+    w = out[0].shape[-1]
+    i = int(out[0][0, c].argmax())
+    return c, i // w, i % w
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_neuron_guided_backprop_equals_captum():
+    from captum.attr import NeuronGuidedBackprop
+
+    for model, images, name, (c, y, x) in _neuron_cases():
+        layer = model.get_submodule(name)
+        theirs = NeuronGuidedBackprop(model, layer).attribute(images.clone(), neuron_selector=(c, y, x))
+        assert theirs.abs().max() > 0, name  # the unit is on for some image: a real comparison
+        ours = guided_backprop(model, images, layer=name, neuron=(c, y, x))
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+        by_module = guided_backprop(model, images, layer=layer, neuron=[c, y, x])
+        torch.testing.assert_close(by_module, ours, rtol=0, atol=0)
+        # the channel sum: captum with a selector that sums channel c over positions
+        theirs = NeuronGuidedBackprop(model, layer).attribute(
+            images.clone(), neuron_selector=lambda out, c=c: out[:, c].sum((1, 2)))
+        torch.testing.assert_close(guided_backprop(model, images, layer=name, neuron=c), theirs, rtol=0, atol=1e-5)
+
+
+def test_neuron_guided_backprop_is_zero_outside_the_receptive_field():
+    """A unit after one 3x3 convolution depends on a 3x3 patch of the image only."""
+    model = _small_cnn()
+    images = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(5))
+    c, y, x = _strongest_unit(model, images, "1", 2)
+    g = guided_backprop(model, images, layer="1", neuron=(c, y, x))
+    patch = (..., slice(max(y - 1, 0), y + 2), slice(max(x - 1, 0), x + 2))
+    outside = g.clone()
+    outside[patch] = 0
+    assert outside.abs().max() == 0 and g[0][patch].abs().max() > 0
+
+
+def test_neuron_guided_backprop_rejects_bad_arguments():
+    model = _small_cnn()
+    images = torch.rand(1, 3, 20, 24)
+    bad = [
+        (dict(layer="3", neuron=(8, 0, 0)), ValueError, "neuron .* out of range"),
+        (dict(layer="3", neuron=(0, 10, 0)), ValueError, "neuron .* out of range"),
+        (dict(layer="3", neuron=(0, 0, -1)), ValueError, "neuron .* out of range"),
+        (dict(layer="3", neuron=8), ValueError, "neuron .* out of range"),
+        (dict(layer="3", neuron=(0, 1)), ValueError, "neuron must have one index per axis"),
+        (dict(layer="3", neuron=1.5), ValueError, "neuron must be a channel index"),
+        (dict(layer="3", neuron=True), ValueError, "neuron must be a channel index"),
+        (dict(layer="nope", neuron=0), ValueError, "layer 'nope' is not in the model"),
+        (dict(layer=nn.Conv2d(3, 3, 1), neuron=0), ValueError, "layer Conv2d is not a submodule"),
+        (dict(neuron=0), ValueError, "neuron needs layer"),
+        (dict(layer="3"), ValueError, "layer needs neuron"),
+        (dict(targets=1, layer="3", neuron=0), ValueError, "targets cannot be combined with neuron"),
+        (dict(), ValueError, "targets is required"),
+    ]
+    hooks = _hook_count(model)
+    for kwargs, error, match in bad:
+        with pytest.raises(error, match=match):
+            guided_backprop(model, images, **kwargs)
+        assert _hook_count(model) == hooks, kwargs
+    twice = nn.Sequential(nn.Conv2d(3, 3, 1), nn.ReLU())
+    twice.forward = lambda x: twice[1](twice[0](twice[0](x)))
+    with pytest.raises(ValueError, match="must run once per forward pass"):
+        guided_backprop(twice, images, layer="0", neuron=0)
+
+
+def test_strongest_units_picks_each_images_peak_and_its_guided_gradient():
+    model = _small_cnn()
+    images = torch.rand(3, 3, 20, 24, generator=torch.Generator().manual_seed(6))
+    r = strongest_units(model, images, "3")
+    for j in range(3):
+        c, y, x = _strongest_unit(model, images[j:j + 1], "3", r["channel"])
+        assert r["units"][j].tolist() == [c, y, x]
+        torch.testing.assert_close(r["patterns"][j:j + 1],
+                                   guided_backprop(model, images[j:j + 1], layer="3", neuron=(c, y, x)))
+    assert strongest_units(model, images, "3", channel=5)["units"][:, 0].tolist() == [5, 5, 5]
+    with pytest.raises(ValueError, match="channel must be in 0..7"):
+        strongest_units(model, images, "3", channel=8)

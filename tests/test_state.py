@@ -67,6 +67,8 @@ CLASSIFIER_CALLS = {
     "grad_cam (module)": lambda m: grad_cam(m, m.features[4], IMAGES, 2, upsample=False),
     "activations_and_gradients": lambda m: activations_and_gradients(m, "features.4", IMAGES, 0),
     "guided_backprop": lambda m: guided_backprop(m, IMAGES, 1),
+    "guided_backprop (neuron)": lambda m: guided_backprop(m, IMAGES, layer="features.4", neuron=(2, 5, 6)),
+    "guided_backprop (channel, module)": lambda m: guided_backprop(m, IMAGES, layer=m.features[7], neuron=1),
     "randomization_test": lambda m: randomization_test(m, saliency, IMAGES, 1),
     **{f"explanation_methods: {k}": (lambda method: lambda m: method(m, IMAGES, 1))(f)
        for k, f in explanation_methods().items()},
@@ -154,3 +156,11 @@ def test_helpers_leave_each_modules_mode_as_found(name):
     modes = [m.training for m in model.modules()]
     call(model)
     assert [m.training for m in model.modules()] == modes
+
+
+def test_guided_backprop_leaves_the_model_as_found_after_a_bad_neuron():
+    model = _mixed(ShapeClassifier())
+    before = _state(model)
+    with pytest.raises(ValueError, match="neuron"):
+        guided_backprop(model, IMAGES, layer="features.4", neuron=(10_000, 0, 0))
+    _same(before, _state(model))

@@ -9,7 +9,8 @@ device. Each runs the model in eval mode and leaves it as it found it: modes and
   w.r.t. the pixels; the map is ``max_ch |grad|``.
 - `class_activation_map` (Zhou et al., 2016): ``sum_k w_kc f_k`` for GAP + linear heads.
 - `grad_cam` (Selvaraju et al., 2017): any layer; channel weights = mean gradients.
-- `guided_backprop` (Springenberg et al., 2015): ReLUs pass only positive gradients.
+- `guided_backprop` (Springenberg et al., 2015): ReLUs pass only positive gradients; of a
+  class score or of one intermediate neuron (`strongest_units`: each image's strongest unit).
 - `filters`: first-layer filters as images, how far training moved each layer, edge units.
 - `evaluation`: pointing game, Spearman rank correlation, cascading randomization test
   (Adebayo et al., 2018).
@@ -35,12 +36,12 @@ from .evaluation import (
 )
 from .filters import boundary_band, edge_selectivity, filter_images, relative_change
 from .grad_cam import activations_and_gradients, grad_cam, grad_cam_from
-from .guided_backprop import guided_backprop
+from .guided_backprop import guided_backprop, strongest_units
 from .saliency import input_gradient, saliency
 
 __all__ = [
     "saliency", "input_gradient", "class_activation_map", "grad_cam", "grad_cam_from",
-    "activations_and_gradients", "guided_backprop", "pointing_game", "spearman", "rank",
+    "activations_and_gradients", "guided_backprop", "strongest_units", "pointing_game", "spearman", "rank",
     "cascade_layers", "reinitialize", "cascading_randomization", "randomization_test",
     "pointing_game_scenes", "explanation_methods", "normalize", "upsample",
     "filter_images", "relative_change", "boundary_band", "edge_selectivity", "attention_rollout_method",
