@@ -230,6 +230,7 @@ def static_widget_builders() -> dict:
         anchors,
         detection,
         detr,
+        evaluation,
         instance,
         interpret,
         localization,
@@ -254,12 +255,13 @@ def static_widget_builders() -> dict:
         pages["book/seg_unet"] = [("segmentation prediction browser", segmentation.prediction_widget)]
     if "faster_rcnn" in have:
         pages["book/det_faster_rcnn"] = [("detection explorer", detection.detection_explorer)]
+        pages["book/det_evaluation"] = [("PR curve by IoU threshold", evaluation.pr_curve_widget)]
     if "mask_rcnn" in have:
         pages["book/inst_mask_rcnn"] = [("Mask R-CNN mask browser", lambda: instance.instance_widget(n=60))]
     if "classifier" in have:
         pages["book/int_evaluation"] = [("explanation explorer", interpret.explanation_widget)]
     if {"yolo", "retinanet_bce"} & have:
-        from cvcourse.recipes.detection import held_out_scenes
+        from cvcourse.data.scenes import held_out_scenes
 
         images, targets = held_out_scenes("test", 100)
     if "yolo" in have:
