@@ -15,6 +15,7 @@ from cvcourse.metrics import (
     mean_average_precision,
     precision_recall,
 )
+from cvcourse.metrics.ap import interpolated_precision, precision_at, recall_points
 from cvcourse.metrics.coco_reference import STAT_KEYS, coco_eval
 from cvcourse.ops import box_iou
 from cvcourse.widgets import evaluation as we
@@ -83,6 +84,22 @@ def test_exact_voc07_recall_points():
     ours = average_precision(recall, precision, "voc07")
     assert ours == pytest.approx(voc_ap(recall.numpy(), precision.numpy(), True))
     assert ours == pytest.approx(3 / 11)                     # points 0, 0.1, 0.2 only
+
+
+def test_the_steps_of_average_precision():
+    # the hand-computed ranking above: precision 1, 1/2, 2/3, 3/4, 3/5 at recall 1/4 .. 3/4
+    precision = torch.tensor([1, 1 / 2, 2 / 3, 3 / 4, 3 / 5], dtype=torch.float64)
+    recall = torch.tensor([1 / 4, 1 / 4, 2 / 4, 3 / 4, 3 / 4], dtype=torch.float64)
+    envelope = interpolated_precision(precision)
+    assert envelope.tolist() == pytest.approx([1, 3 / 4, 3 / 4, 3 / 4, 3 / 5])
+    assert recall_points("voc07").tolist() == np.arange(0.0, 1.1, 0.1).tolist()   # 0.1 * 3, not 0.3
+    assert len(recall_points("coco101")) == 101
+    at = precision_at(recall, envelope, torch.tensor([0.0, 0.25, 0.26, 0.75, 0.76], dtype=torch.float64))
+    assert at.tolist() == pytest.approx([1, 1, 3 / 4, 3 / 4, 0])          # 0: recall never reached
+    assert float(precision_at(recall, envelope, recall_points("voc07")).mean()) == \
+        pytest.approx(average_precision(recall, precision, "voc07"))
+    with pytest.raises(ValueError, match="method"):
+        recall_points("voc_all")
 
 
 def test_matching_highest_score_first_and_duplicates_are_false_positives():

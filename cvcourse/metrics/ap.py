@@ -8,7 +8,8 @@ result equal to `mean_average_precision` and to pycocotools:
 2. `precision_recall`: all images' detections sorted by score; precision and recall after
    each one;
 3. `average_precision`: the area under that curve, interpolated as VOC2007 (11 recall
-   points), VOC2010+ (every point) or COCO (101 points) did;
+   points), VOC2010+ (every point) or COCO (101 points) did (`interpolated_precision`,
+   read at the `recall_points` by `precision_at`);
 4. `average_precision_per_class`: the three steps for every class; mAP is their mean.
 
 Matching follows COCO (and torchvision's evaluators): in decreasing score order, a
@@ -28,8 +29,8 @@ from torch import Tensor
 
 from ..ops.boxes import box_iou
 
-__all__ = ["AP_METHODS", "match_detections", "precision_recall", "average_precision",
-           "average_precision_per_class"]
+__all__ = ["AP_METHODS", "match_detections", "precision_recall", "interpolated_precision",
+           "recall_points", "precision_at", "average_precision", "average_precision_per_class"]
 
 AP_METHODS = ("voc07", "voc_all", "coco101")
 
@@ -118,11 +119,65 @@ def precision_recall(scores: Tensor, tp: Tensor, n_gt: int) -> tuple[Tensor, Ten
     return hits / k, hits / n_gt
 
 
+def interpolated_precision(precision: Tensor) -> Tensor:
+    """The best precision at each point of the curve or at any later one (higher recall).
+
+    This "interpolated" precision never increases along the curve; VOC and COCO read AP
+    from it rather than from the zigzag of the raw precision.
+
+    Args:
+        precision: Tensor[D], in the order of `precision_recall` (non-decreasing recall).
+
+    Returns:
+        Tensor[D], non-increasing.
+    """
+    return precision.flip(0).cummax(0).values.flip(0)  # (D,)
+
+
+def recall_points(method: str) -> Tensor:
+    """The recalls at which an AP `method` reads the curve: 11 for "voc07", 101 for "coco101".
+
+    Built exactly as VOC's and COCO's code build them (float64; 0.1 * 3 > 0.3 in floats).
+    """
+    if method not in ("voc07", "coco101"):
+        raise ValueError(f"method must be 'voc07' or 'coco101' ('voc_all' has no fixed points), got {method!r}")
+    return torch.from_numpy(np.arange(0.0, 1.1, 0.1) if method == "voc07"
+                            else np.linspace(0.0, 1.0, 101, endpoint=True))  # (R,)
+
+
+def precision_at(recall: Tensor, interpolated: Tensor, points: Tensor) -> Tensor:
+    """Interpolated precision at each recall of `points` (0 where the curve never gets there).
+
+    Args:
+        recall: Tensor[D], non-decreasing.
+        interpolated: Tensor[D], from `interpolated_precision`.
+        points: Tensor[R], the recalls to read, e.g. `recall_points(method)`.
+
+    Returns:
+        Tensor[R]: the precision of the first curve point whose recall reaches each point.
+    """
+    idx = torch.searchsorted(recall, points)  # (R,) first curve point reaching each
+    return torch.where(idx < len(recall), interpolated[idx.clamp(max=len(recall) - 1)],
+                       torch.zeros_like(points))  # (R,)
+
+
+def _as_curve(recall, precision) -> tuple[Tensor, Tensor]:
+    """Both as float64 Tensor[D]; raise unless they have one length and recall never falls."""
+    rec = torch.as_tensor(recall, dtype=torch.float64)
+    pre = torch.as_tensor(precision, dtype=torch.float64)
+    if rec.dim() != 1 or pre.shape != rec.shape:
+        raise ValueError(f"recall and precision must be Tensor[D] of one length, got "
+                         f"{list(rec.shape)} and {list(pre.shape)}")
+    if (rec[1:] < rec[:-1]).any():
+        raise ValueError("recall must be non-decreasing (detections in decreasing score order)")
+    return rec, pre
+
+
 def average_precision(recall: Tensor, precision: Tensor, method: str = "coco101") -> float:
     """Area under a precision-recall curve, interpolated as VOC or COCO do.
 
     All three first replace precision at recall r by the best precision at any recall
-    >= r (the "interpolated" precision, which never increases). Then:
+    >= r (`interpolated_precision`, which never increases). Then:
 
     - "voc07": its mean at the 11 recalls 0, 0.1, ..., 1 (VOC2007);
     - "voc_all": the exact area under it, a sum over the recalls where it steps (VOC2010+);
@@ -140,26 +195,14 @@ def average_precision(recall: Tensor, precision: Tensor, method: str = "coco101"
     """
     if method not in AP_METHODS:
         raise ValueError(f"method must be one of {AP_METHODS}, got {method!r}")
-    rec = torch.as_tensor(recall, dtype=torch.float64)
-    pre = torch.as_tensor(precision, dtype=torch.float64)
-    if rec.dim() != 1 or pre.shape != rec.shape:
-        raise ValueError(f"recall and precision must be Tensor[D] of one length, got "
-                         f"{list(rec.shape)} and {list(pre.shape)}")
+    rec, pre = _as_curve(recall, precision)
     if len(rec) == 0:
         return 0.0
-    if (rec[1:] < rec[:-1]).any():
-        raise ValueError("recall must be non-decreasing (detections in decreasing score order)")
-    envelope = pre.flip(0).cummax(0).values.flip(0)                 # best precision at >= recall
+    envelope = interpolated_precision(pre)  # (D,)
     if method == "voc_all":
-        r = torch.cat([torch.zeros(1, dtype=torch.float64), rec])
-        return float(((r[1:] - r[:-1]) * envelope).sum())
-    # the recall points exactly as VOC's and COCO's code build them (0.1 * 3 > 0.3 in floats)
-    points = torch.from_numpy(np.arange(0.0, 1.1, 0.1) if method == "voc07"
-                              else np.linspace(0.0, 1.0, 101, endpoint=True))
-    idx = torch.searchsorted(rec, points)                           # first point reaching each
-    sampled = torch.where(idx < len(rec), envelope[idx.clamp(max=len(rec) - 1)],
-                          torch.zeros_like(points))
-    return float(sampled.mean())
+        steps = rec.diff(prepend=rec.new_zeros(1))  # (D,) recall gained at each point
+        return float((steps * envelope).sum())
+    return float(precision_at(rec, envelope, recall_points(method)).mean())
 
 
 def average_precision_per_class(preds: Sequence[dict], targets: Sequence[dict],

@@ -313,6 +313,41 @@ def _greedy(overlaps: Tensor) -> Tensor:
     return kept
 
 
+def _check_nms_inputs(boxes: Tensor, scores: Tensor, iou_threshold: float) -> float:
+    """Raise unless `nms` got xyxy boxes, one non-NaN score each and a threshold in [0, 1]."""
+    check_boxes(boxes, "boxes")
+    check_finite(boxes, "boxes")
+    _check_vector(scores, "scores", len(boxes))
+    if bool(scores.isnan().any()):
+        raise ValueError(f"scores must not be NaN, got {int(scores.isnan().sum())} NaN score(s)")
+    return check_threshold(iou_threshold, "iou_threshold")
+
+
+def _nms_block(block: Tensor, kept: Tensor, threshold: float) -> Tensor:
+    """Which boxes of one block of score-sorted boxes greedy NMS keeps.
+
+    (1) One [B, K] IoU matrix with the K boxes kept before the block removes the boxes they
+    suppress (the inner loop of torchvision's C++ kernel, vectorized); (2) the A survivors
+    settle among themselves with `_greedy` on their [A, A] IoU matrix.
+
+    Args:
+        block (Tensor[B, 4]): xyxy boxes, best score first.
+        kept (Tensor[K, 4]): the boxes kept among all better-scored boxes.
+        threshold (float): a box is dropped when its IoU with a kept box is above this.
+
+    Returns:
+        Tensor[B]: bool, which boxes of the block are kept.
+    """
+    inter, union = _inter_union(block, kept)  # (B, K)
+    suppressed = (inter / union > threshold).any(dim=1)  # (B,)
+    alive = (~suppressed).nonzero()[:, 0]  # (A,) positions in the block still in play
+    inter, union = _inter_union(block[alive], block[alive])  # (A, A)
+    overlaps = (inter / union > threshold).triu(diagonal=1)  # only earlier suppresses later
+    keep = torch.zeros_like(suppressed)  # (B,)
+    keep[alive] = _greedy(overlaps)
+    return keep
+
+
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Non-maximum suppression: keep the best box and drop those overlapping it, repeatedly.
 
@@ -321,13 +356,9 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     result equals ``torchvision.ops.nms`` (CPU) index for index, on every device.
 
     Greedy NMS is sequential: box j survives only if no *surviving* earlier box overlaps
-    it. We follow that order in blocks of 256 sorted boxes, so the Python loop runs over
-    N / 256 blocks, never over boxes. Each block is (1) compared once, as a [B, K] IoU
-    matrix, with the K boxes kept so far, which removes the boxes they suppress (the inner
-    loop of torchvision's C++ kernel, vectorized); (2) its A survivors settle among
-    themselves with ``_greedy`` on their [A, A] IoU matrix. A single N x N matrix and one
-    ``_greedy`` would be shorter, but costs O(N^2) memory (25 M entries for 5,000 boxes),
-    and most of its entries would involve boxes that are already suppressed.
+    it. We follow that order in blocks of 256 sorted boxes (`_nms_block`), so the Python
+    loop runs over N / 256 blocks, never over boxes. One N x N IoU matrix would be shorter,
+    but costs O(N^2) memory (25 M entries for 5,000 boxes), mostly for suppressed boxes.
 
     Args:
         boxes (Tensor[N, 4]): xyxy boxes.
@@ -338,24 +369,14 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     Returns:
         Tensor[K]: int64 indices of the kept boxes, by decreasing score.
     """
-    check_boxes(boxes, "boxes")
-    check_finite(boxes, "boxes")
-    _check_vector(scores, "scores", len(boxes))
-    if bool(scores.isnan().any()):
-        raise ValueError(f"scores must not be NaN, got {int(scores.isnan().sum())} NaN score(s)")
-    iou_threshold = check_threshold(iou_threshold, "iou_threshold")
+    iou_threshold = _check_nms_inputs(boxes, scores, iou_threshold)
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,)
     boxes = boxes[order]  # (N, 4) best first
     threshold = _below(iou_threshold, _upcast(boxes).dtype)
     keep = torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)  # (N,)
     for start in range(0, len(boxes), _NMS_BLOCK):
         block = boxes[start : start + _NMS_BLOCK]  # (B, 4)
-        inter, union = _inter_union(block, boxes[:start][keep[:start]])  # (B, K) vs kept so far
-        suppressed = (inter / union > threshold).any(dim=1)  # (B,)
-        alive = (~suppressed).nonzero()[:, 0]  # (A,) positions in the block still in play
-        inter, union = _inter_union(block[alive], block[alive])  # (A, A)
-        overlaps = (inter / union > threshold).triu(diagonal=1)  # only earlier suppresses later
-        keep[start + alive] = _greedy(overlaps)
+        keep[start : start + len(block)] = _nms_block(block, boxes[:start][keep[:start]], threshold)
     return order[keep]
 
 

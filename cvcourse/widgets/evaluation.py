@@ -21,7 +21,15 @@ from matplotlib.figure import Figure
 
 from .. import viz
 from ..data import CLASSES
-from ..metrics.ap import AP_METHODS, average_precision, match_detections, precision_recall
+from ..metrics.ap import (
+    AP_METHODS,
+    average_precision,
+    interpolated_precision,
+    match_detections,
+    precision_at,
+    precision_recall,
+    recall_points,
+)
 from ..ops.boxes import box_iou
 from . import interactive_figure
 
@@ -143,17 +151,17 @@ def pr_curve_figure(iou_threshold: float = 0.5, name: str = "faster_rcnn", split
     labels = list(data["matches"])
     fig = Figure(figsize=(8.0, 3.0))
     ax = fig.add_axes((0.07, 0.15, 0.5, 0.72))
-    points = np.arange(0.0, 1.1, 0.1)
+    points = recall_points("voc07")
     for k, c in enumerate(labels):
         m = data["matches"][c]
         p, r = data["curves"][c, t]
-        envelope = np.maximum.accumulate(p[::-1])[::-1]
+        envelope = interpolated_precision(torch.from_numpy(p))  # (D,)
+        sampled = precision_at(torch.from_numpy(r), envelope, points).numpy()  # (11,)
+        envelope = envelope.numpy()
         color = viz.CLASS_COLORS[c]
         ax.plot(r, p, color=color, lw=0.7, alpha=0.5)
         ax.step(np.r_[0, r], np.r_[envelope[0], envelope], where="pre", color=color, lw=1.8)
-        idx = np.searchsorted(r, points)
-        sampled = np.where(idx < len(r), envelope[np.minimum(idx, len(r) - 1)], 0.0)
-        ax.plot(points, sampled, "o", color=color, ms=3, mec="black", mew=0.5)
+        ax.plot(points.numpy(), sampled, "o", color=color, ms=3, mec="black", mew=0.5)
         aps = " / ".join(f"{data['ap'][meth][t, k]:.3f}" for meth in AP_METHODS)
         ax.text(0.02, 0.08 + 0.09 * (len(labels) - 1 - k), f"{CLASSES[c]} ({m['n_gt']}): {aps}",
                 color=color, fontsize=7, transform=ax.transAxes)
