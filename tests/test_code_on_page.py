@@ -14,7 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_CHAPTERS = {"book/intro", "book/glossary", "book/references"}
-MAX_LINES = 45
+MAX_LINES = 40
 DIRECTIVE = re.compile(r"```\{literalinclude\}\s+(?P<path>\S+)\s*\n(?P<options>(?::[^\n]*\n)*)")
 
 

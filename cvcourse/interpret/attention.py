@@ -117,15 +117,41 @@ def _fuse_heads(a: Tensor, head_fusion: str) -> Tensor:
     return a.amin(1)
 
 
+def _discard_lowest(fused: Tensor, discard_ratio: float) -> Tensor:
+    """Zero the `discard_ratio` smallest weights of each image's ``[T, T]`` attention.
+
+    Gildenblat's variant of rollout, which sharpens the map; CLS→CLS is never zeroed.
+    """
+    B, T, _ = fused.shape
+    k = int(T * T * discard_ratio)
+    if k == 0:
+        return fused
+    flat = fused.reshape(B, T * T)
+    lowest = flat.topk(k, dim=-1, largest=False).indices      # (B, k)
+    keep = torch.ones_like(flat).scatter_(1, lowest, 0.0)     # (B, T*T)
+    keep[:, 0] = 1.0                                           # keep CLS→CLS
+    return (flat * keep).reshape(B, T, T)
+
+
+def _residual_attention(fused: Tensor, residual: bool) -> Tensor:
+    """``Â = 0.5·A + 0.5·I`` (with `residual`), rows renormalised to sum to 1: ``[B, T, T]``.
+
+    The identity stands for the skip connection around attention, which carries each
+    token's own value to the next layer next to what attention mixes in.
+    """
+    if residual:
+        fused = 0.5 * fused + 0.5 * torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
+    return fused / fused.sum(-1, keepdim=True).clamp_min(1e-12)  # rows sum to 1
+
+
 def attention_rollout(attentions, head_fusion: str = "mean", discard_ratio: float = 0.0,
                       residual: bool = True) -> Tensor:
     """Attention rollout (Abnar & Zuidema, 2020) of CLS onto the patch grid: ``[B, h, w]``.
 
     For each layer l: fuse the heads (`head_fusion`: "mean", "max" or "min" over heads) to
     ``A_l [B, T, T]``; optionally zero the `discard_ratio` smallest weights of each image
-    (never CLS→CLS; Gildenblat's variant, which sharpens the map); with `residual` take
-    ``0.5·A_l + 0.5·I`` (the skip connection carries each token's own value through); and
-    renormalise the rows to sum to 1. Then ``R = A_{L-1} ··· A_1 A_0`` and the map is row 0
+    (`_discard_lowest`); with `residual` take ``0.5·A_l + 0.5·I`` and renormalise the rows
+    to sum to 1 (`_residual_attention`). Then ``R = A_{L-1} ··· A_1 A_0`` and the map is row 0
     of R without its CLS entry: how much of each input patch reached the CLS token.
 
     Args:
@@ -143,21 +169,11 @@ def attention_rollout(attentions, head_fusion: str = "mean", discard_ratio: floa
     if not 0.0 <= float(discard_ratio) < 1.0:
         raise ValueError(f"discard_ratio must be in [0, 1), got {discard_ratio!r}")
     L, B, _, T, _ = a.shape
-    eye = torch.eye(T, dtype=a.dtype, device=a.device)
-    rollout = eye.expand(B, T, T)
+    rollout = torch.eye(T, dtype=a.dtype, device=a.device).expand(B, T, T)
     for layer in range(L):
-        fused = _fuse_heads(a[layer], head_fusion)                 # (B, T, T)
-        k = int(T * T * discard_ratio)
-        if k > 0:
-            flat = fused.reshape(B, T * T)
-            lowest = flat.topk(k, dim=-1, largest=False).indices      # (B, k)
-            keep = torch.ones_like(flat).scatter_(1, lowest, 0.0)
-            keep[:, 0] = 1.0                                           # keep CLS→CLS
-            fused = (flat * keep).reshape(B, T, T)
-        if residual:
-            fused = 0.5 * fused + 0.5 * eye
-        fused = fused / fused.sum(-1, keepdim=True).clamp_min(1e-12)  # rows sum to 1
-        rollout = fused @ rollout                                      # (B, T, T)
+        fused = _fuse_heads(a[layer], head_fusion)                # (B, T, T)
+        fused = _discard_lowest(fused, discard_ratio)             # (B, T, T)
+        rollout = _residual_attention(fused, residual) @ rollout  # (B, T, T)
     return _grid(rollout[:, 0, 1:])
 
 
