@@ -5,8 +5,10 @@ one forward pass and records the shape of what each one returns (or receives); t
 draws one box per traced block and writes the recorded shape on every arrow leaving it. A
 change to a model (a width, a stride) changes its diagram, so the two cannot drift.
 
-Every function returns a ``matplotlib.figure.Figure`` (made without pyplot, as in
-`cvcourse.viz`); its alt text is ``fig.cvcourse_alt`` (also returned by `alt_text`).
+Every function returns a `Diagram`, a ``matplotlib.figure.Figure`` (made without pyplot, as
+in `cvcourse.viz`) whose alt text is ``fig.cvcourse_alt`` (also returned by `alt_text`) and
+its ``repr``: a notebook stores that text as the PNG's ``text/plain``, from which the book
+writes it into the page's ``<img alt>``.
 Shape labels carry ``gid="shape"`` so tests can read them back.
 """
 
@@ -24,6 +26,21 @@ FONT = 9          # points; at 100 dpi this is the book's small text
 BOX_W, BOX_H = 1.25, 0.62   # inches
 COLORS = {"input": "#eeeeee", "backbone": "#dbe8f7", "neck": "#e4f3df", "head": "#fbe3cf",
           "transformer": "#ece0f5", "op": "#fff6c8"}
+
+
+
+class Diagram(Figure):
+    """A figure that carries its alt text, ``cvcourse_alt``, and shows it as its plain text.
+
+    In a notebook the inline backend still draws it as a PNG; the ``text/plain`` stored next
+    to the PNG (what ``repr`` gives) is the alt text, and the book's Sphinx extension
+    (``book/_ext/cvcourse_sphinx.py``) writes that text into the page's ``<img alt>``.
+    """
+
+    cvcourse_alt = ""
+
+    def __repr__(self) -> str:
+        return self.cvcourse_alt or super().__repr__()
 
 
 # ---------------------------------------------------------------- tracing
@@ -129,7 +146,7 @@ def draw_pipeline(blocks: Sequence[Block], edges: Sequence[tuple], title: str = 
     ys = [b.y for b in blocks]
     if size is None:
         size = (max(xs) + BOX_W / 2 + 0.3, max(ys) + BOX_H / 2 + (0.6 if title else 0.3))
-    fig = Figure(figsize=size, dpi=100)
+    fig = Diagram(figsize=size, dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, size[0])
     ax.set_ylim(0, size[1])
@@ -210,7 +227,12 @@ def _diagram(model: nn.Module, example_input: Tensor, blocks: list[Block], edges
         label = edge[2] if len(edge) > 2 and edge[2] is not None else \
             "\n".join(format_shape(s) for s in shapes[src])
         labelled.append((src, dst, label, *edge[3:]))
-    fig = draw_pipeline(blocks, labelled, title, size)
+    return _described(draw_pipeline(blocks, labelled, title, size), title, blocks, shapes)
+
+
+def _described(fig: Diagram, title: str, blocks: list[Block],
+               shapes: dict[str, list[tuple[int, ...]]]) -> Diagram:
+    """`fig` with its alt text (every block and the shapes leaving it) and its traced shapes."""
     lines = [f"Diagram: {title}. Blocks and the tensor shapes that leave them:"]
     for b in blocks:
         shp = "; ".join(format_shape(s) for s in shapes.get(b.key, []))
@@ -235,6 +257,15 @@ def _default(name: str, model, seed: int = 0, checkpoint: bool = False) -> nn.Mo
     with torch.random.fork_rng(devices=[]):   # leave the caller's random stream untouched
         torch.manual_seed(seed)
         return recipes.get(name).factory(**pretrained.record(name)["config"]).eval()
+
+
+def _model_and_input(name: str, model, example_input, checkpoint: bool = False) -> tuple[nn.Module, Tensor]:
+    """`model` or `name`'s default (see `_default`), and `example_input` or one test scene at
+    the model's input size (128 unless the model fixes one, as the ViT does)."""
+    model = _default(name, model, checkpoint=checkpoint)
+    if example_input is None:
+        example_input = _scene(getattr(model, "image_size", 128))
+    return model, example_input
 
 
 def _scene(size: int = 128) -> Tensor:
@@ -280,8 +311,7 @@ def fcn(model: nn.Module | None = None, example_input: Tensor | None = None) -> 
         model: an `FCN` (default: the shipped config, untrained: shapes do not depend on weights).
         example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
     """
-    model = _default("fcn", model)
-    x = _scene() if example_input is None else example_input
+    model, x = _model_and_input("fcn", model, example_input)
     last = len(model.backbone) - 1
     cuts = [i for i, m in enumerate(model.backbone) if isinstance(m, nn.MaxPool2d)] + [last]
     items = [("input", "image", "input", "input")]
@@ -304,8 +334,7 @@ def unet(model: nn.Module | None = None, example_input: Tensor | None = None) ->
         model: a `UNet` (default: the shipped config, untrained).
         example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
     """
-    model = _default("unet", model)
-    x = _scene() if example_input is None else example_input
+    model, x = _model_and_input("unet", model, example_input)
     depth = len(model.up)
     pitch = 1.15
     top = 0.55 + (depth + 1) * pitch
@@ -388,8 +417,7 @@ def faster_rcnn(model: nn.Module | None = None, example_input: Tensor | None = N
             whatever the RPN keeps for this input).
         example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
     """
-    model = _default("faster_rcnn", model)
-    x = _scene() if example_input is None else example_input
+    model, x = _model_and_input("faster_rcnn", model, example_input)
     return _two_stage(model, x, "Faster R-CNN: region proposals, then per-RoI heads", mask=False)
 
 
@@ -401,8 +429,7 @@ def mask_rcnn(model: nn.Module | None = None, example_input: Tensor | None = Non
             detections; an untrained model may detect nothing).
         example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
     """
-    model = _default("mask_rcnn", model, checkpoint=True)
-    x = _scene() if example_input is None else example_input
+    model, x = _model_and_input("mask_rcnn", model, example_input, checkpoint=True)
     return _two_stage(model, x, "Mask R-CNN: box heads and the mask head", mask=True)
 
 
@@ -413,8 +440,7 @@ def yolo(model: nn.Module | None = None, example_input: Tensor | None = None) ->
         model: a `YOLO` (default: the shipped config, untrained).
         example_input: square images ``[B, 3, S, S]`` (default: one 128×128 test scene).
     """
-    model = _default("yolo", model)
-    x = _scene() if example_input is None else example_input
+    model, x = _model_and_input("yolo", model, example_input)
     blocks = _snake([("input", "image", "input", "input"),
                      ("backbone", "backbone", _class(model, "backbone"), "backbone"),
                      ("neck", "neck", _class(model, "neck"), "neck"),
@@ -436,8 +462,7 @@ def ssd(model: nn.Module | None = None, example_input: Tensor | None = None) -> 
         model: an `SSD` (default: the shipped config, untrained).
         example_input: square images ``[B, 3, S, S]`` (default: one 128×128 test scene).
     """
-    model = _default("ssd", model)
-    x = _scene() if example_input is None else example_input
+    model, x = _model_and_input("ssd", model, example_input)
     levels = _levels(model)
     rows, pitch = len(levels), 1.75
     blocks = [Block("input", "image", "input", _col(0), 0.95 + (rows - 1) * pitch, "input")]
@@ -466,8 +491,7 @@ def retinanet(model: nn.Module | None = None, example_input: Tensor | None = Non
         model: a `RetinaNet` (default: the shipped config, untrained).
         example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
     """
-    model = _default("retinanet", model)
-    x = _scene() if example_input is None else example_input
+    model, x = _model_and_input("retinanet", model, example_input)
     levels = _levels(model)
     rows, pitch = len(levels) + 1, 1.2
 
@@ -506,8 +530,7 @@ def detr(model: nn.Module | None = None, example_input: Tensor | None = None) ->
         model: a `DETR` (default: the shipped config, untrained).
         example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
     """
-    model = _default("detr", model)
-    x = _scene() if example_input is None else example_input
+    model, x = _model_and_input("detr", model, example_input)
     last = f"encoder.{len(model.encoder) - 1}"
     up, low = 2.3, 0.85
     blocks = [Block("input", "image", "input", _col(0), up, "input"),
@@ -545,8 +568,7 @@ def vit(model: nn.Module | None = None, example_input: Tensor | None = None) -> 
         model: a `VisionTransformer` (default: the shipped config, untrained).
         example_input: images ``[B, 3, S, S]`` (default: one test scene at the model's size).
     """
-    model = _default("vit", model)
-    x = _scene(model.image_size) if example_input is None else example_input
+    model, x = _model_and_input("vit", model, example_input)
     last = f"blocks.{len(model.blocks) - 1}"
     items = [("input", "image", "input", "input")]
     if len(list(model.stem.children())):
@@ -573,8 +595,7 @@ def rpn_head(model: nn.Module | None = None, example_input: Tensor | None = None
         model: a `FasterRCNN` (default: the shipped config, untrained).
         example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
     """
-    model = _default("faster_rcnn", model)
-    x = _scene() if example_input is None else example_input
+    model, x = _model_and_input("faster_rcnn", model, example_input)
     y0 = 1.2
     blocks = [Block("backbone", "backbone", _class(model, "backbone"), _col(0), y0, "backbone"),
               Block("rpn.head.conv", "conv 3×3", _class(model, "rpn.head.conv") + " + ReLU",
@@ -640,8 +661,7 @@ def rcnn_family(rcnn: nn.Module | None = None, faster: nn.Module | None = None,
     """
     from .proposals import propose
     rcnn = _default("rcnn", rcnn)
-    faster = _default("faster_rcnn", faster)
-    x = _scene() if example_input is None else example_input
+    faster, x = _model_and_input("faster_rcnn", faster, example_input)
     if proposals is None:
         proposals = propose(x[0])
     family = _Family(rcnn, faster, proposals).eval()
@@ -709,11 +729,4 @@ def _family_diagram(family, x, blocks, edges, size) -> Figure:
     labelled = [(e[0], e[1], "\n".join(format_shape(s) for s in shapes[e[0]]), *e[3:])
                 for e in edges]
     title = "R-CNN → Fast R-CNN → Faster R-CNN: what runs once per proposal"
-    fig = draw_pipeline(blocks, labelled, title, size)
-    lines = [f"Diagram: {title}. Blocks and the tensor shapes that leave them:"]
-    for b in blocks:
-        shp = "; ".join(format_shape(s) for s in shapes.get(b.key, []))
-        lines.append(f"{b.title} ({b.subtitle})" + (f" outputs {shp}" if shp else "") + ".")
-    fig.cvcourse_alt = " ".join(lines)
-    fig.cvcourse_shapes = shapes
-    return fig
+    return _described(draw_pipeline(blocks, labelled, title, size), title, blocks, shapes)

@@ -7,23 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from book_toc import toc_files
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 REPO_URL = CONFIG["repository"]["url"]
-
-
-def _toc_files(node):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k in ("file", "root"):
-                yield v
-            else:
-                yield from _toc_files(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _toc_files(v)
 
 
 def _code_cells(path):
@@ -56,8 +45,7 @@ def test_notebook_ends_by_asserting_its_headline_numbers(path):
 
 
 def test_table_of_contents_lists_every_chapter_and_only_existing_files():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    listed = set(_toc_files(toc))
+    listed = set(toc_files())
     for entry in listed:
         assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
     for nb in NOTEBOOKS:
@@ -98,8 +86,7 @@ def test_nbval_kernel_has_colab_pins():
     assert Path(package).resolve().parent == ROOT / "cvcourse", "the kernel must import this checkout"
 
 
-_TOC_NOTEBOOKS = sorted(ROOT / f"{f}.ipynb" for f in _toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))
-                        if (ROOT / f"{f}.ipynb").exists())
+_TOC_NOTEBOOKS = sorted(ROOT / f"{f}.ipynb" for f in toc_files() if (ROOT / f"{f}.ipynb").exists())
 _PAPERS_BOX = re.compile(r"^```\{admonition\} In the papers\n(.*?)^```\s*$", re.S | re.M)
 
 

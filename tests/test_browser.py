@@ -21,6 +21,7 @@ system Chromium; no browser download) and the JavaScript fetched by ``.ci/fetch_
 
 import functools
 import http.server
+import json
 import os
 import re
 import shutil
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from book_toc import TOC, toc_files
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = os.environ.get("CVCOURSE_REQUIRE_BROWSER") == "1"
@@ -59,24 +60,31 @@ SLIDER_MODELS = re.compile(r"(Int|Float|FloatLog|Selection)(Range)?SliderModel$"
 TIMES = {}
 
 
-def _toc_files(node):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from ([v] if k in ("file", "root") else _toc_files(v))
-    elif isinstance(node, list):
-        for v in node:
-            yield from _toc_files(v)
-
-
-TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 # Every page of the build: the index redirect, the table of contents, and Sphinx's pages.
 PAGES = [
     "index",
     TOC["root"],
-    *[f for f in _toc_files(TOC) if f != TOC["root"]],
+    *[f for f in toc_files() if f != TOC["root"]],
     "genindex",
     "search",
 ]
+
+
+def _diagram_calls():
+    """{page: [function, ...]}: the `cvcourse.diagrams` functions each chapter's cells call."""
+    calls = {}
+    for name in PAGES:
+        path = ROOT / f"{name}.ipynb"
+        if path.exists():
+            cells = json.loads(path.read_text())["cells"]
+            code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+            found = re.findall(r"\bdiagrams\.(\w+)\(\)", code)
+            if found:
+                calls[name] = found
+    return calls
+
+
+DIAGRAMS = _diagram_calls()
 
 
 def _unavailable(reason):
@@ -186,6 +194,7 @@ _INSPECT = """() => {
     url: location.href,
     brokenImages: all('img').filter(i => !(i.complete && i.naturalWidth > 0))
                             .map(i => i.currentSrc || i.src || i.outerHTML.slice(0, 120)),
+    imageAlts: all('img').map(i => i.getAttribute('alt')),
     math: all('.math').length,
     mathUntypeset: all('.math').filter(e => !e.querySelector('mjx-container'))
                                .map(e => e.textContent.slice(0, 80)),
@@ -481,6 +490,21 @@ def test_static_widgets_respond(visit, name):
     assert len(moves) == facts["staticWidgets"]
     problems = problems + static_widget_problems(moves)
     assert not problems, f"{facts['url']}:\n  " + "\n  ".join(problems)
+
+
+@pytest.mark.parametrize("name", sorted(DIAGRAMS))
+def test_diagrams_have_their_alt_text(visit, name):
+    """Each architecture diagram's <img> has the diagram's own alt text (`Diagram.cvcourse_alt`,
+    computed here again), which the book's Sphinx extension takes from the output's text/plain."""
+    from cvcourse import diagrams
+
+    problems, facts = visit(name)
+    assert facts is not None, "\n".join(problems)
+    alts = [" ".join((a or "").split()) for a in facts["imageAlts"]]
+    for function in DIAGRAMS[name]:
+        alt = " ".join(diagrams.alt_text(getattr(diagrams, function)()).split())
+        assert alt.startswith("Diagram: ") and alt in alts, \
+            f"{facts['url']}: no <img> with the alt text of diagrams.{function}() ({alt[:80]}...); alts: {alts}"
 
 
 def test_checks_are_not_vacuous(visit):

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
+from book_toc import toc_files
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_CHAPTERS = {"book/intro", "book/glossary", "book/references"}
@@ -18,20 +18,7 @@ MAX_LINES = 40
 DIRECTIVE = re.compile(r"```\{literalinclude\}\s+(?P<path>\S+)\s*\n(?P<options>(?::[^\n]*\n)*)")
 
 
-def _toc_files(node):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k in ("file", "root"):
-                yield v
-            else:
-                yield from _toc_files(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _toc_files(v)
-
-
-CHAPTERS = sorted(f for f in _toc_files(yaml.safe_load((ROOT / "_toc.yml").read_text()))
-                  if f not in NOT_CHAPTERS)
+CHAPTERS = sorted(f for f in toc_files() if f not in NOT_CHAPTERS)
 
 
 def _includes(chapter: str) -> list[tuple[Path, str | None]]:

@@ -4,7 +4,11 @@ The expected shapes are computed here independently of `cvcourse.diagrams.trace_
 this file's own forward hooks, or by calling the submodules directly.
 """
 
+import importlib.util
+import json
+import re
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +18,8 @@ from matplotlib.patches import FancyBboxPatch
 
 from cvcourse import diagrams, pretrained, recipes
 from cvcourse.data.shapes import make_scene
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def scene(size=128):
@@ -317,3 +323,65 @@ def test_drawing_leaves_the_random_stream_alone():
     torch.manual_seed(123)
     diagrams.yolo()
     assert torch.equal(torch.rand(3), a)
+
+
+# ------------------------------------------------------------------ alt text into the book
+def test_a_diagram_shows_its_alt_text_as_plain_text():
+    """Jupyter stores a displayed diagram as its PNG (drawn by the inline backend's printer for
+    Figure, which a Diagram still gets) beside a text/plain that is the alt text."""
+    from IPython.core.formatters import DisplayFormatter
+
+    formatter = DisplayFormatter()
+    formatter.formatters["image/png"].for_type(Figure, lambda fig: b"PNG")   # as %matplotlib inline
+    fig = diagrams.yolo()
+    data, _ = formatter.format(fig)
+    assert data["image/png"] == b"PNG"
+    assert data["text/plain"] == diagrams.alt_text(fig) and data["text/plain"].startswith("Diagram: YOLO")
+    plain, _ = formatter.format(Figure())                   # other figures keep matplotlib's repr
+    assert plain["text/plain"].startswith("<Figure size")
+
+
+def test_every_diagram_cell_ends_with_the_diagram():
+    """So that the cell's output is the diagram itself (the PNG and its alt text)."""
+    cells = {}
+    for path in sorted((ROOT / "book").glob("*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "code" and re.search(r"\bdiagrams\.\w+\(", source):
+                cells[path.stem] = source.strip().splitlines()[-1]
+    assert len(cells) >= 11, cells
+    for chapter, last in cells.items():
+        assert re.fullmatch(r"diagrams\.\w+\(\)", last), f"{chapter}: the diagram cell ends with {last!r}"
+
+
+def _sphinx_ext():
+    spec = importlib.util.spec_from_file_location("cvcourse_sphinx", ROOT / "book/_ext/cvcourse_sphinx.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _output(*mime_types_and_nodes):
+    """A cell output as myst-nb parses it: one container per mime type in a mime bundle."""
+    from docutils import nodes
+    bundle = nodes.container(nb_element="mime_bundle")
+    for mime_type, node in mime_types_and_nodes:
+        bundle += nodes.container("", node, mime_type=mime_type)
+    return bundle
+
+
+def test_the_book_writes_the_plain_text_into_the_image_alt():
+    from docutils import nodes
+    from docutils.utils import new_document
+    alt = diagrams.alt_text(diagrams.yolo())
+    doc = new_document("page")
+    diagram = nodes.image(uri="a.png")
+    plot = nodes.image(uri="b.png")
+    described = nodes.image(uri="c.png", alt="given")
+    doc += _output(("image/png", diagram), ("text/plain", nodes.literal_block(alt, alt)))
+    doc += _output(("image/png", plot), ("text/plain", nodes.literal_block("", "<Figure size 800x300 with 1 Axes>")))
+    doc += _output(("image/png", described), ("text/plain", nodes.literal_block("", "other")))
+    _sphinx_ext().image_alt_from_text(None, doc)
+    assert diagram["alt"] == alt
+    assert "alt" not in plot                                   # a default repr is no description
+    assert described["alt"] == "given"

@@ -1,10 +1,13 @@
 """Small Sphinx fixes for the cvcourse book (registered in _config.yml, local_extensions)."""
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 from queue import Empty
+
+from docutils import nodes
 
 # Read by cvcourse.widgets.static in the notebook's kernel (which inherits this process's
 # environment): where the widgets of the page being built write their precomputed frames.
@@ -52,6 +55,37 @@ def dedupe_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = kept
 
 
+# Python's default repr, "<Figure size 800x300 with 1 Axes>" or "<... object at 0x...>":
+# no description of the image, so not an alt text.
+DEFAULT_REPR = re.compile(r"<[^<>]*>")
+
+
+def _is_mime_bundle(node) -> bool:
+    return isinstance(node, nodes.container) and node.get("nb_element") == "mime_bundle"
+
+
+def image_alt_from_text(app, doctree) -> None:
+    """Give a notebook's image output the alt text its ``text/plain`` carries.
+
+    myst-nb puts every mime type of a cell output in one bundle (a later post-transform keeps
+    the one the builder prefers) but never reads an alt text from the output. A figure
+    whose ``repr`` describes it (`cvcourse.diagrams.Diagram`: its alt text) is stored by
+    Jupyter as an ``image/png`` with that ``text/plain``; this copies the text into the
+    image's ``alt``, unless the image has one or the text is Python's default ``<...>`` repr.
+    Connected to ``doctree-read``, so the cached doctree keeps it.
+    """
+    for bundle in list(doctree.findall(_is_mime_bundle)):
+        by_type = {child.get("mime_type"): child for child in bundle.children}
+        plain = by_type.get("text/plain")
+        text = " ".join(plain.astext().split()) if plain is not None else ""
+        if not text or DEFAULT_REPR.fullmatch(text):
+            continue
+        for mime_type, child in by_type.items():
+            if (mime_type or "").startswith("image/"):
+                for image in child.findall(nodes.image):
+                    image.setdefault("alt", text)
+
+
 def wake_up_client():
     """Make nbclient's waits for kernel messages re-check their socket every `WAKEUP_S`.
 
@@ -97,4 +131,5 @@ def setup(app):
     wake_up_client()  # the build executes the notebooks in this process (myst-nb, nbclient)
     app.connect("html-page-context", dedupe_scripts, priority=900)
     app.connect("source-read", widget_frames_for_page)
+    app.connect("doctree-read", image_alt_from_text)
     return {"parallel_read_safe": False, "parallel_write_safe": True}
