@@ -118,12 +118,37 @@ def test_directives_become_quoted_blocks(conv):
         > > **Warning**
         > >
         > > Nested.
-        > **More**
-        >
-        > Hidden text.
+        <details>
+        <summary>More</summary>
+
+        Hidden text.
+
+        </details>
         ```python
         x = {{"a": 1}}
         ```""")
+
+
+def test_an_answer_under_a_question_stays_in_its_list_item_and_closed(conv):
+    conv.doc = "book/tasks"
+    conv.glue = {"rf": "92"}
+    md = conv.markdown(textwrap.dedent("""\
+        1. A question?
+
+           ```{dropdown} Answer
+           It sees {glue:text}`rf` px.
+           ```
+        2. The next question."""))
+    assert md == textwrap.dedent("""\
+        1. A question?
+
+           <details>
+           <summary>Answer</summary>
+
+           It sees 92 px.
+
+           </details>
+        2. The next question.""")
 
 
 def test_literalinclude_inserts_the_package_code(conv):

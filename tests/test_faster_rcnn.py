@@ -163,3 +163,34 @@ def test_an_image_without_proposals_gives_no_detections():
     proposals = [torch.zeros(0, 4), torch.tensor([[0.0, 0, 9, 9]])]
     out = model.roi_heads(torch.zeros(2, 32, 8, 8), proposals, (64, 64))[0]
     assert len(out) == 2 and out[0]["boxes"].shape == (0, 4)
+
+
+# --------------------------------------------------------------------------- exercise checker
+def _postprocess(probs, boxes, score_thresh, nms_thresh, per_class=True):
+    """The chapter's solution; ``per_class=False`` runs one NMS over all classes (wrong)."""
+    from cvcourse.ops import nms
+
+    labels = torch.arange(probs.shape[1]).expand_as(probs)                  # (K, C+1)
+    b, s, lab = boxes[:, 1:].reshape(-1, 4), probs[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
+    keep = s > score_thresh
+    b, s, lab = b[keep], s[keep], lab[keep]
+    if not per_class:
+        keep = nms(b, s, nms_thresh)
+        return b[keep], s[keep], lab[keep]
+    kept = [torch.where(lab == c)[0][nms(b[lab == c], s[lab == c], nms_thresh)] for c in lab.unique()]
+    keep = torch.cat(kept) if kept else torch.zeros(0, dtype=torch.long)
+    return b[keep], s[keep], lab[keep]
+
+
+def test_detection_postprocess_checker_passes_right_and_fails_wrong(capsys):
+    from cvcourse import exercises
+
+    def stub(*args):
+        raise NotImplementedError
+
+    assert exercises.check_detection_postprocess(_postprocess)
+    assert capsys.readouterr().out.startswith("PASS")
+    assert not exercises.check_detection_postprocess(lambda *a: _postprocess(*a, per_class=False))
+    assert capsys.readouterr().out.startswith("FAIL")
+    assert not exercises.check_detection_postprocess(stub)
+    assert "not implemented" in capsys.readouterr().out

@@ -250,6 +250,21 @@ def _skip_concat(skip, x):
     return torch.cat([skip[:, :, top : top + h2, left : left + w2], x], 1)
 
 
+def _semantic_from_instances(masks, labels):
+    semantic = torch.zeros(masks.shape[1:], dtype=torch.long)
+    for mask, label in zip(masks, labels):
+        semantic[mask] = label
+    return semantic
+
+
+def _boxes_from_masks(masks, plus_one=1):
+    boxes = []
+    for mask in masks:
+        ys, xs = torch.where(mask)
+        boxes.append([xs.min(), ys.min(), xs.max() + plus_one, ys.max() + plus_one])
+    return torch.tensor(boxes, dtype=torch.float32)
+
+
 def _raises(*args):
     raise NotImplementedError
 
@@ -257,6 +272,16 @@ def _raises(*args):
 @pytest.mark.parametrize(
     "checker,right,wrong",
     [
+        (
+            exercises.check_semantic_from_instances,
+            _semantic_from_instances,
+            lambda masks, labels: masks.any(0).long(),  # every object class 1
+        ),
+        (
+            exercises.check_boxes_from_masks,
+            _boxes_from_masks,
+            lambda masks: _boxes_from_masks(masks, plus_one=0),  # x2 = the last column itself
+        ),
         (exercises.check_fc_to_conv, _fc_to_conv, _fc_to_conv_transposed_kernel),
         (
             exercises.check_receptive_field,

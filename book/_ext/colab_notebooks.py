@@ -9,7 +9,8 @@ markdown and would show that syntax raw. `convert_notebook` rewrites a notebook'
 - ``{glue:text}`name:fmt``` and ``{glue}`name``` → the value from the executed notebook (or, without
   one, the name in code font and "computed below");
 - ``{ref}``, ``{doc}``, ``{numref}``, ``{eq}`` → links into the online book; ``{math}`` → ``$...$``;
-- admonitions and every other directive block → a quoted block with its title; ``literalinclude``
+- ``dropdown`` (an exercise's answer) → an HTML ``<details>`` block, closed until clicked, as in
+  the book; admonitions and every other directive block → a quoted block with its title; ``literalinclude``
   → the included code itself; ``figure``/``image`` → an image from the repository;
   ``(label)=`` targets and ``%`` comments are dropped.
 
@@ -317,6 +318,9 @@ class Converter:
             key = args.strip() or body.strip()
             caption = self.markdown(body).strip() if args.strip() else ""
             return f"> *The figure `{key}` is drawn by the code below.*" + (f"\n>\n> {caption}" if caption else "")
+        if name == "dropdown":  # closed until clicked, as in the book (Colab renders <details>)
+            summary = self._inline_outside_code(args.strip() or "Details")
+            return f"<details>\n<summary>{summary}</summary>\n\n{self.markdown(body).strip()}\n\n</details>"
         if name in ADMONITIONS:
             title = args.strip() if (name in ("admonition", "dropdown", "sidebar", "topic", "margin") and args.strip()) \
                 else name.capitalize() if name != "seealso" else "See also"
@@ -372,7 +376,9 @@ class Converter:
                         k, _, v = opt.partition(":")
                         options[k.strip()] = v.strip()
                     body = body[end + 1:]
-                out.append(self.directive(m["name"], m["args"], options, "\n".join(body)))
+                block = self.directive(m["name"], m["args"], options, "\n".join(body))
+                # a directive indented under a list item stays in that item
+                out.append("\n".join(m["indent"] + ln if ln.strip() else ln for ln in block.splitlines()))
                 i = closing + 1
                 continue
             m = FENCE_PLAIN.match(line)
