@@ -118,12 +118,45 @@ def test_directives_become_quoted_blocks(conv):
         > > **Warning**
         > >
         > > Nested.
-        > **More**
-        >
-        > Hidden text.
+        <details>
+        <summary>More</summary>
+
+        Hidden text.
+
+        </details>
         ```python
         x = {{"a": 1}}
         ```""")
+
+
+def test_an_answer_dropdown_stays_collapsed_in_its_list_item(conv):
+    """An exercise's answer: a dropdown indented into a numbered item becomes a <details> toggle
+    inside that item (Colab renders it collapsed), so the list keeps its numbering."""
+    from markdown_it import MarkdownIt
+
+    conv.doc = "book/tasks"
+    md = conv.markdown(textwrap.dedent("""\
+        1. Why?
+           :::{dropdown} Answer
+           Because of a {term}`bounding box`.
+
+           And $x$.
+           :::
+        2. **Coding.** Write it."""))
+    assert md == textwrap.dedent(f"""\
+        1. Why?
+           <details>
+           <summary>Answer</summary>
+
+           Because of a [bounding box]({BOOK}book/glossary.html#term-bounding-box).
+
+           And $x$.
+
+           </details>
+        2. **Coding.** Write it.""")
+    html = MarkdownIt("commonmark").render(md)
+    assert html.count("<ol>") == 1 and html.count("<li>") == 2, html
+    assert html.index("<details>") < html.index("</li>") < html.index("Coding"), html
 
 
 def test_literalinclude_inserts_the_package_code(conv):
