@@ -129,34 +129,26 @@ def test_directives_become_quoted_blocks(conv):
         ```""")
 
 
-def test_an_answer_dropdown_stays_collapsed_in_its_list_item(conv):
-    """An exercise's answer: a dropdown indented into a numbered item becomes a <details> toggle
-    inside that item (Colab renders it collapsed), so the list keeps its numbering."""
-    from markdown_it import MarkdownIt
-
+def test_an_answer_under_a_question_stays_in_its_list_item_and_closed(conv):
     conv.doc = "book/tasks"
+    conv.glue = {"rf": "92"}
     md = conv.markdown(textwrap.dedent("""\
-        1. Why?
-           :::{dropdown} Answer
-           Because of a {term}`bounding box`.
+        1. A question?
 
-           And $x$.
-           :::
-        2. **Coding.** Write it."""))
-    assert md == textwrap.dedent(f"""\
-        1. Why?
+           ```{dropdown} Answer
+           It sees {glue:text}`rf` px.
+           ```
+        2. The next question."""))
+    assert md == textwrap.dedent("""\
+        1. A question?
+
            <details>
            <summary>Answer</summary>
 
-           Because of a [bounding box]({BOOK}book/glossary.html#term-bounding-box).
-
-           And $x$.
+           It sees 92 px.
 
            </details>
-        2. **Coding.** Write it.""")
-    html = MarkdownIt("commonmark").render(md)
-    assert html.count("<ol>") == 1 and html.count("<li>") == 2, html
-    assert html.index("<details>") < html.index("</li>") < html.index("Coding"), html
+        2. The next question.""")
 
 
 def test_literalinclude_inserts_the_package_code(conv):

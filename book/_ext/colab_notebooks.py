@@ -9,9 +9,8 @@ markdown and would show that syntax raw. `convert_notebook` rewrites a notebook'
 - ``{glue:text}`name:fmt``` and ``{glue}`name``` → the value from the executed notebook (or, without
   one, the name in code font and "computed below");
 - ``{ref}``, ``{doc}``, ``{numref}``, ``{eq}`` → links into the online book; ``{math}`` → ``$...$``;
-- admonitions and every other directive block → a quoted block with its title; a ``dropdown``
-  (an exercise's answer) → a collapsed ``<details>`` block, which Colab renders as a toggle;
-  a directive indented into a list item stays in it; ``literalinclude``
+- ``dropdown`` (an exercise's answer) → an HTML ``<details>`` block, closed until clicked, as in
+  the book; admonitions and every other directive block → a quoted block with its title; ``literalinclude``
   → the included code itself; ``figure``/``image`` → an image from the repository;
   ``(label)=`` targets and ``%`` comments are dropped.
 
@@ -319,9 +318,9 @@ class Converter:
             key = args.strip() or body.strip()
             caption = self.markdown(body).strip() if args.strip() else ""
             return f"> *The figure `{key}` is drawn by the code below.*" + (f"\n>\n> {caption}" if caption else "")
-        if name == "dropdown":  # collapsed, as in the book: Colab renders <details> as a toggle
-            title = self._inline_outside_code(args.strip() or "Details")
-            return f"<details>\n<summary>{title}</summary>\n\n{self.markdown(body).strip()}\n\n</details>"
+        if name == "dropdown":  # closed until clicked, as in the book (Colab renders <details>)
+            summary = self._inline_outside_code(args.strip() or "Details")
+            return f"<details>\n<summary>{summary}</summary>\n\n{self.markdown(body).strip()}\n\n</details>"
         if name in ADMONITIONS:
             title = args.strip() if (name in ("admonition", "dropdown", "sidebar", "topic", "margin") and args.strip()) \
                 else name.capitalize() if name != "seealso" else "See also"
@@ -378,8 +377,8 @@ class Converter:
                         options[k.strip()] = v.strip()
                     body = body[end + 1:]
                 block = self.directive(m["name"], m["args"], options, "\n".join(body))
-                # indented into a list item: the converted block stays in that item
-                out.append(re.sub(r"(?m)^(?=.)", m["indent"], block) if m["indent"] else block)
+                # a directive indented under a list item stays in that item
+                out.append("\n".join(m["indent"] + ln if ln.strip() else ln for ln in block.splitlines()))
                 i = closing + 1
                 continue
             m = FENCE_PLAIN.match(line)
