@@ -87,64 +87,134 @@ def _raises_not_implemented(fn: ast.FunctionDef) -> bool:
     return False
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_every_conceptual_question_has_a_dropdown_answer(path):
-    _, text = _exercise_part(_cells(path))
+def answer_problems(cells: list[dict]) -> list[str]:
+    """What is wrong with the conceptual questions' answers (an empty list: nothing)."""
+    _, text = _exercise_part(cells)
     questions = _questions(text)
-    assert questions, f"{path.name}: no numbered exercises after '## Exercises'"
-    assert [n for n, _ in questions] == list(range(1, len(questions) + 1)), \
-        f"{path.name}: exercises are not numbered 1, 2, 3, ...: {[n for n, _ in questions]}"
+    if not questions:
+        return ["no numbered exercises after '## Exercises'"]
+    problems = []
+    if [n for n, _ in questions] != list(range(1, len(questions) + 1)):
+        problems.append(f"exercises are not numbered 1, 2, 3, ...: {[n for n, _ in questions]}")
     missing = []
     for n, question in questions:
         answers = list(DROPDOWN_OPEN.finditer(question))
         if _is_coding(question):
-            assert not answers, f"{path.name}: coding exercise {n} has a dropdown; its solution is a hidden code cell"
+            if answers:
+                problems.append(f"coding exercise {n} has a dropdown; its solution is a hidden code cell")
             continue
         if not answers:
             missing.append(n)
             continue
         m = answers[0]
-        assert m["title"].strip(), f"{path.name}: exercise {n}: the dropdown needs a title (e.g. 'Answer')"
-        assert len(m["indent"]) >= 3, f"{path.name}: exercise {n}: indent the dropdown into the list item"
-        fence = m["fence"]
-        rest = question[m.end():]
+        if not m["title"].strip():
+            problems.append(f"exercise {n}: the dropdown needs a title (e.g. 'Answer')")
+        if len(m["indent"]) < 3:
+            problems.append(f"exercise {n}: indent the dropdown into the list item")
+        fence, rest = m["fence"], question[m.end():]
         close = re.search(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", rest, re.M)
-        assert close, f"{path.name}: exercise {n}: the dropdown is not closed before the next question"
-        body = rest[:close.start()].strip()
-        assert len(body.split()) >= 10, f"{path.name}: exercise {n}: the answer is too short: {body!r}"
-    assert not missing, f"{path.name}: conceptual exercises without a dropdown answer: {missing}"
+        if not close:
+            problems.append(f"exercise {n}: the dropdown is not closed before the next question")
+        elif len(rest[:close.start()].split()) < 10:
+            problems.append(f"exercise {n}: the answer is too short: {rest[:close.start()].strip()!r}")
+    if missing:
+        problems.append(f"conceptual exercises without a dropdown answer: {missing}")
+    return problems
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_coding_exercise_has_stub_hidden_solution_and_kept_checker_result(path):
-    cells = _cells(path)
+def coding_problems(cells: list[dict]) -> list[str]:
+    """What is wrong with the coding exercise's cells and the closing assert cell (empty: nothing)."""
     start, text = _exercise_part(cells)
-    assert any(_is_coding(q) for _, q in _questions(text)), f"{path.name}: no '**Coding.**' exercise"
+    if not any(_is_coding(q) for _, q in _questions(text)):
+        return ["no '**Coding.**' exercise"]
     code = [(i, c) for i, c in enumerate(cells) if c["type"] == "code" and i > start]
     stubs = [(i, c) for i, c in code if "hide-cell" not in c["tags"]
              and any(_raises_not_implemented(f) for f in _defs(c["source"]).values())]
-    assert stubs, f"{path.name}: no visible stub cell raising NotImplementedError after '## Exercises'"
+    if not stubs:
+        return ["no visible stub cell raising NotImplementedError after '## Exercises'"]
+    problems = []
     closing_i, closing = max((i, c) for i, c in enumerate(cells) if c["type"] == "code")
-    assert "hide-input" in closing["tags"], f"{path.name}: the closing assert cell must be tagged hide-input"
+    if "hide-input" not in closing["tags"]:
+        problems.append("the closing assert cell must be tagged hide-input")
     asserted = set(re.findall(r"\bok_\w+", "\n".join(ln for ln in closing["source"].splitlines()
                                                      if ln.lstrip().startswith("assert"))))
     for stub_i, stub in stubs:
         stubbed = sorted(n for n, f in _defs(stub["source"]).items() if _raises_not_implemented(f))
         checkers = set(CHECK_CALL.findall(stub["source"]))
-        assert checkers, f"{path.name}: the stub cell must call the exercises checker on the stub"
+        if not checkers:
+            problems.append("the stub cell must call the exercises checker on the stub")
         solution_i, solution = next(((i, c) for i, c in code if i > stub_i and "hide-cell" in c["tags"]),
                                     (None, None))
-        assert solution, f"{path.name}: no solution cell tagged hide-cell after the stub"
+        if solution is None:
+            problems.append("no solution cell tagged hide-cell after the stub")
+            continue
         redefined = _defs(solution["source"])
-        assert set(stubbed) <= set(redefined), \
-            f"{path.name}: the hidden solution must define {stubbed}, defines {sorted(redefined)}"
-        assert not any(_raises_not_implemented(redefined[n]) for n in stubbed), \
-            f"{path.name}: the hidden solution still raises NotImplementedError"
-        assert not KEEP_RESULT.search(solution["source"]), \
-            f"{path.name}: the checker result belongs in the visible cell after the solution, not in the hidden one"
+        if not set(stubbed) <= set(redefined):
+            problems.append(f"the hidden solution must define {stubbed}, defines {sorted(redefined)}")
+        elif any(_raises_not_implemented(redefined[n]) for n in stubbed):
+            problems.append("the hidden solution still raises NotImplementedError")
+        if KEEP_RESULT.search(solution["source"]):
+            problems.append("the checker result belongs in the visible cell after the solution, not in the hidden one")
         kept = {checker: ok for i, c in code if solution_i < i < closing_i
                 for ok, checker in KEEP_RESULT.findall(c["source"]) if "hide-cell" not in c["tags"]}
-        assert checkers <= set(kept), \
-            f"{path.name}: checkers run on the stub but never kept on the solution: {sorted(checkers - set(kept))}"
-        not_asserted = {kept[ch] for ch in checkers} - asserted
-        assert not not_asserted, f"{path.name}: the closing assert cell does not assert {sorted(not_asserted)}"
+        if not checkers <= set(kept):
+            problems.append(f"checkers run on the stub but never kept on the solution: {sorted(checkers - set(kept))}")
+        not_asserted = {kept[ch] for ch in checkers if ch in kept} - asserted
+        if not_asserted:
+            problems.append(f"the closing assert cell does not assert {sorted(not_asserted)}")
+    return problems
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_every_conceptual_question_has_a_dropdown_answer(path):
+    problems = answer_problems(_cells(path))
+    assert not problems, f"{path.name}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_coding_exercise_has_stub_hidden_solution_and_kept_checker_result(path):
+    problems = coding_problems(_cells(path))
+    assert not problems, f"{path.name}: " + "; ".join(problems)
+
+
+def _md(source):
+    return {"type": "markdown", "source": source, "tags": []}
+
+
+def _code(source, *tags):
+    return {"type": "code", "source": source, "tags": list(tags)}
+
+
+_GOOD = [
+    _md("## Exercises\n\n1. Why?\n\n   ```{dropdown} Answer\n   Because the map has one value per cell "
+        "and the cells are four pixels wide.\n   ```\n2. **Coding.** Write `f`. A solution is hidden below."),
+    _code("def f(x):\n    raise NotImplementedError  # your code here\n\n\n"
+          "from cvcourse import exercises\n\nexercises.check_f(f)"),
+    _code("def f(x):\n    return x", "hide-cell"),
+    _code("ok_f = exercises.check_f(f)"),
+    _md("## Checkpoint\nWhat the chapter stands on."),
+    _code("assert ok_f\nprint('all checks passed')", "hide-input"),
+]
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda c: c, None),
+    (lambda c: [_md(c[0]["source"].split("\n\n   ```")[0] + "\n2. **Coding.** Write `f`.")] + c[1:],
+     "without a dropdown answer: [1]"),
+    (lambda c: [_md(c[0]["source"].replace("   ```\n2.", "2."))] + c[1:], "not closed"),
+    (lambda c: c[:2] + [_code(c[2]["source"])] + c[3:], "no solution cell tagged hide-cell"),
+    (lambda c: c[:2] + [_code(c[2]["source"] + "\n\nok_f = exercises.check_f(f)", "hide-cell")] + c[3:],
+     "belongs in the visible cell"),
+    (lambda c: c[:3] + c[4:], "never kept on the solution"),
+    (lambda c: c[:5] + [_code("print('all checks passed')", "hide-input")], "does not assert ['ok_f']"),
+    (lambda c: c[:5] + [_code(c[5]["source"])], "tagged hide-input"),
+    (lambda c: [c[0], _code(c[1]["source"].replace("raise NotImplementedError", "pass"))] + c[2:],
+     "no visible stub cell"),
+], ids=["good", "no-answer", "unclosed", "solution-shown", "kept-in-hidden", "not-kept", "not-asserted",
+        "closing-shown", "no-stub"])
+def test_the_pattern_checks_find_what_is_missing(edit, expected):
+    problems = answer_problems(edit(_GOOD)) + coding_problems(edit(_GOOD))
+    if expected is None:
+        assert problems == []
+    else:
+        assert any(expected in p for p in problems), problems
