@@ -206,6 +206,36 @@ def test_recipes_train_on_voc_and_coco_fixtures(tmp_path):
     assert rec["config"]["num_classes"] == 7 and np.isfinite(rec["final_loss"])
 
 
+# ----------------------------------------------------------------------------- exercise
+def _rank_batches(order, batch_size, world_size, rank):
+    b = distributed.per_rank_batch(batch_size, world_size)
+    mine = order[rank:world_size * (len(order) // world_size):world_size]
+    return [mine[i:i + b] for i in range(0, len(mine) - b + 1, b)]
+
+
+def _stub(order, batch_size, world_size, rank):
+    raise NotImplementedError
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda o, B, W, r: _rank_batches(o + o[:W], B, W, r),                       # keeps the uneven tail
+    lambda o, B, W, r: [[int(i) for i in x] for x in                            # contiguous slices, not interleaved
+                        torch.tensor(o[:W * (len(o) // W)]).reshape(W, -1)[r].split(B // W)
+                        if len(x) == B // W],
+    lambda o, B, W, r: _rank_batches(o, B, W, r) + [o[-1:]] * (len(o) % B > 0),  # keeps a short last batch
+    lambda o, B, W, r: (lambda b, mine: [mine[i:i + b] for i in range(0, len(mine) - b + 1, b)])(  # no ValueError
+        max(B // W, 1), o[r:W * (len(o) // W):W]),
+    _stub,
+], ids=["tail", "contiguous", "short-batch", "no-error", "stub"])
+def test_rank_batches_checker_accepts_the_solution_and_rejects_mistakes(wrong, capsys):
+    from cvcourse import exercises
+
+    assert exercises.check_rank_batches(_rank_batches)
+    assert "PASS" in capsys.readouterr().out
+    assert not exercises.check_rank_batches(wrong)
+    assert "FAIL" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------- torchrun
 def _run(args, out, nproc=None):
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")

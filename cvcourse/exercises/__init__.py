@@ -9,6 +9,7 @@ importable from here: ``from cvcourse import exercises; exercises.check_iou(my_i
 from ._core import report as report  # the verdict sentence every checker prints
 from .detection import *  # noqa: F401,F403
 from .detr import *  # noqa: F401,F403
+from .distributed import *  # noqa: F401,F403
 from .evaluation import *  # noqa: F401,F403
 from .instance import *  # noqa: F401,F403
 from .interpret import *  # noqa: F401,F403
