@@ -131,3 +131,17 @@ def test_bad_input_gets_a_clear_error(classifier, images):
         auc(torch.ones(3, 1))
     with pytest.raises(ValueError, match="sigma must be"):
         blurred(images, 0)
+
+
+def test_faithfulness_figure_draws_both_tests_with_their_auc():
+    from matplotlib.figure import Figure
+
+    from cvcourse.widgets.interpret import faithfulness_figure
+
+    d = torch.tensor([[1.0, 0.5, 0.0], [1.0, 0.7, 0.2]])
+    fig = faithfulness_figure({"map": (d, d.flip(1))}, title="t")
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert labels == [f"map (AUC {auc(d).mean():.2f})"] and labels[0] == "map (AUC 0.57)"   # (0.5 + 0.65) / 2
+    with pytest.raises(ValueError, match="curves must hold"):
+        faithfulness_figure({})

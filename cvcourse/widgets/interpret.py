@@ -269,6 +269,37 @@ def evaluation_figure(table: dict) -> Figure:
     return fig
 
 
+def faithfulness_figure(curves: dict, title: str | None = None) -> Figure:
+    """Deletion and insertion curves (Petsiuk et al., 2018), mean over images, one line per method.
+
+    Args:
+        curves: ``{method: (deletion [B, K], insertion [B, K])}``, target probabilities at
+            K equally spaced fractions of the pixels changed (``deletion_curve``,
+            ``insertion_curve``). The legend gives each curve's mean area (``auc``).
+        title: an optional figure title.
+    """
+    from ..interpret.faithfulness import auc
+
+    if not curves:
+        raise ValueError("curves must hold at least one method")
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for k, (ax, test, better) in enumerate(zip(axes, ("deletion", "insertion"), ("lower", "higher"))):
+        for i, (name, pair) in enumerate(curves.items()):
+            c = torch.as_tensor(pair[k], dtype=torch.float32)                  # (B, K)
+            x = np.linspace(0, 1, c.shape[1])
+            ax.plot(x, c.mean(0).numpy(), marker=".", color=viz.CLASS_COLORS[1 + i],
+                    label=f"{name} (AUC {auc(c).mean():.2f})")
+        ax.set_xlabel(f"fraction of pixels {'removed' if k == 0 else 'inserted'}, most important first")
+        viz.set_title(ax, f"{test}: {better} area = more faithful", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("probability of the target class")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def randomization_maps_figure(image: torch.Tensor, maps: dict, mask: torch.Tensor | None = None,
                               size: float = 1.2) -> Figure:
     """Adebayo et al.'s picture: one row per method, one column per randomization stage.
