@@ -5,6 +5,7 @@ backprop, and how to evaluate them.
 - `maps_figure`: images (with the target's outline) above one row of maps per method.
 - `randomization_figure` / `randomization_maps_figure`: the cascading randomization test.
 - `evaluation_figure`: pointing game and randomization scores of every method, side by side.
+- `faithfulness_figure`: deletion and insertion curves (Petsiuk et al., 2018), one line per method.
 - `explanation_figure` / `explanation_widget`: the explanation explorer — scene, target
   class, method and layer; maps cached per scene so redraws stay fast.
 """
