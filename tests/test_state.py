@@ -9,10 +9,13 @@ from cvcourse.interpret import (
     attention_maps,
     attention_rollout_method,
     class_activation_map,
+    deletion_curve,
     explanation_methods,
     grad_cam,
     guided_backprop,
     input_gradient,
+    insertion_curve,
+    occlusion_map,
     randomization_test,
     saliency,
 )
@@ -70,6 +73,9 @@ CLASSIFIER_CALLS = {
     "guided_backprop (neuron)": lambda m: guided_backprop(m, IMAGES, layer="features.4", neuron=(2, 5, 6)),
     "guided_backprop (channel, module)": lambda m: guided_backprop(m, IMAGES, layer=m.features[7], neuron=1),
     "randomization_test": lambda m: randomization_test(m, saliency, IMAGES, 1),
+    "occlusion_map": lambda m: occlusion_map(m, IMAGES, [0, 2], window=32, stride=32, batch_size=3),
+    "deletion_curve": lambda m: deletion_curve(m, IMAGES, 1, IMAGES[:, 0], steps=2, batch_size=4),
+    "insertion_curve": lambda m: insertion_curve(m, IMAGES, 1, IMAGES[:, 0], steps=2),
     **{f"explanation_methods: {k}": (lambda method: lambda m: method(m, IMAGES, 1))(f)
        for k, f in explanation_methods().items()},
 }
@@ -104,6 +110,8 @@ VIT_CALLS = {
     "attention_maps (one image)": lambda m: attention_maps(m, IMAGES[0]),
     "attention_rollout_method": lambda m: attention_rollout_method()(m, IMAGES, None),
     "saliency": lambda m: saliency(m, IMAGES, 1),
+    "occlusion_map": lambda m: occlusion_map(m, IMAGES, 1, window=32, stride=32),
+    "deletion_curve": lambda m: deletion_curve(m, IMAGES, 1, IMAGES[:, 0], steps=2),
 }
 
 

@@ -12,6 +12,8 @@ device. Each runs the model in eval mode and leaves it as it found it: modes and
 - `guided_backprop` (Springenberg et al., 2015): ReLUs pass only positive gradients; of a
   class score or of one intermediate neuron (`strongest_units`: each image's strongest unit).
 - `filters`: first-layer filters as images, how far training moved each layer, edge units.
+- `faithfulness`: occlusion sensitivity (Zeiler & Fergus, 2014), the deletion and
+  insertion tests (Petsiuk et al., 2018): does the map rank first what the model uses?
 - `evaluation`: pointing game, Spearman rank correlation, cascading randomization test
   (Adebayo et al., 2018).
 
@@ -34,6 +36,7 @@ from .evaluation import (
                          reinitialize,
                          spearman,
 )
+from .faithfulness import auc, blurred, deletion_curve, insertion_curve, occlusion_map
 from .filters import boundary_band, edge_selectivity, filter_images, relative_change
 from .grad_cam import activations_and_gradients, grad_cam, grad_cam_from
 from .guided_backprop import guided_backprop, strongest_units
@@ -45,6 +48,6 @@ __all__ = [
     "cascade_layers", "reinitialize", "cascading_randomization", "randomization_test",
     "pointing_game_scenes", "explanation_methods", "normalize", "upsample",
     "filter_images", "relative_change", "boundary_band", "edge_selectivity", "attention_rollout_method",
-    "image_edges",
+    "image_edges", "occlusion_map", "deletion_curve", "insertion_curve", "auc", "blurred",
     "attention_maps", "attention_rollout", "cls_attention",
 ]

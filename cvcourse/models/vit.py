@@ -15,7 +15,8 @@ course's textured scenes the plain ViT stayed at chance (loss ln 3) for thousand
 with the stem it trains in the course's budget (the chapter shows both).
 
 The attention is our own (not ``nn.MultiheadAttention``) so that every layer can hand back
-its attention weights ``softmax(q kᵀ / √d)`` ``[B, heads, T, T]`` — what the chapter
+its attention weights ``softmax(q kᵀ / √d_h)`` ``[B, heads, T, T]`` (``d_h = dim / heads``, one
+head's width) — what the chapter
 "Seeing inside a Vision Transformer" draws, and what attention rollout multiplies. Its
 parameters are laid out like ``nn.MultiheadAttention``'s (one ``qkv`` projection holding
 q, k, v stacked, then ``proj``), so the test copies weights across and compares outputs.

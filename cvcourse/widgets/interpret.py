@@ -5,6 +5,7 @@ backprop, and how to evaluate them.
 - `maps_figure`: images (with the target's outline) above one row of maps per method.
 - `randomization_figure` / `randomization_maps_figure`: the cascading randomization test.
 - `evaluation_figure`: pointing game and randomization scores of every method, side by side.
+- `faithfulness_figure`: deletion and insertion curves (Petsiuk et al., 2018), one line per method.
 - `explanation_figure` / `explanation_widget`: the explanation explorer — scene, target
   class, method and layer; maps cached per scene so redraws stay fast.
 """
@@ -266,6 +267,37 @@ def evaluation_figure(table: dict) -> Figure:
         ax.tick_params(labelsize=8)
     ax_p.set_xlim(0, 1)
     ax_r.set_xlim(-0.5, 1.05)
+    return fig
+
+
+def faithfulness_figure(curves: dict, title: str | None = None) -> Figure:
+    """Deletion and insertion curves (Petsiuk et al., 2018), mean over images, one line per method.
+
+    Args:
+        curves: ``{method: (deletion [B, K], insertion [B, K])}``, target probabilities at
+            K equally spaced fractions of the pixels changed (``deletion_curve``,
+            ``insertion_curve``). The legend gives each curve's mean area (``auc``).
+        title: an optional figure title.
+    """
+    from ..interpret.faithfulness import auc
+
+    if not curves:
+        raise ValueError("curves must hold at least one method")
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    for k, (ax, test, better) in enumerate(zip(axes, ("deletion", "insertion"), ("lower", "higher"))):
+        for i, (name, pair) in enumerate(curves.items()):
+            c = torch.as_tensor(pair[k], dtype=torch.float32)                  # (B, K)
+            x = np.linspace(0, 1, c.shape[1])
+            ax.plot(x, c.mean(0).numpy(), marker=".", color=viz.CLASS_COLORS[1 + i],
+                    label=f"{name} (AUC {auc(c).mean():.2f})")
+        ax.set_xlabel(f"fraction of pixels {'removed' if k == 0 else 'inserted'}, most important first")
+        viz.set_title(ax, f"{test}: {better} area = more faithful", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("probability of the target class")
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
