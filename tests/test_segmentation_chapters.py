@@ -190,6 +190,9 @@ def test_layer_times_rows_match_the_counts_and_reject_bad_input():
         assert row["fully_convolutional"] == count["fully_convolutional"]
         assert row["sliding_window_seconds"] >= 0 and row["fully_convolutional_seconds"] >= 0
     assert rows[0]["sliding_window"] == 0 and rows[0]["fully_convolutional_seconds"] is None
+    assert rows[0]["sliding_window_bytes"] == 12 * 10 * 3 * 11 * 11 * 4    # one float32 patch per pixel
+    assert rows[1]["sliding_window_bytes"] == 12 * 10 * 4 * 7 * 7 * 4      # conv5: 11 -> 7, 4 channels
+    assert rows[1]["fully_convolutional_bytes"] == 4 * 18 * 16 * 4          # (12+10) x (10+10) -> 18 x 16
     with pytest.raises(ValueError, match=r"image must be one \[1, 3, H, W\] image, got \(2, 3, 12, 10\)"):
         W.layer_times(model, image.repeat(2, 1, 1, 1))
     with pytest.raises(TypeError, match="model must be a PatchClassifier"):

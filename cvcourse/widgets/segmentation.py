@@ -87,7 +87,8 @@ def layer_times(model, image: torch.Tensor, repeats: int = 3, batch_size: int = 
     Returns:
         one dict per row: "layer", "sliding_window" and "fully_convolutional" multiply-adds
         (0 for cutting the patches), "sliding_window_seconds" and "fully_convolutional_seconds"
-        (None where a row does not exist in that form).
+        (None where a row does not exist in that form), and "sliding_window_bytes" and
+        "fully_convolutional_bytes": the size of what the layer writes (its output).
     """
     from ..models.sliding_window import PatchClassifier, _pad_for_patches, extract_patches
     from ..timing import median_time
@@ -108,18 +109,23 @@ def layer_times(model, image: torch.Tensor, repeats: int = 3, batch_size: int = 
         outputs = [stage(x) for x in inputs]
         return median_time(lambda: [stage(x) for x in inputs], repeats=repeats, warmup=0).median, outputs
 
+    def size(tensors):
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     rows = [{"layer": "cut patches", "sliding_window": 0, "fully_convolutional": 0,
-             "sliding_window_seconds": None, "fully_convolutional_seconds": None}]
+             "sliding_window_seconds": None, "fully_convolutional_seconds": None,
+             "sliding_window_bytes": None, "fully_convolutional_bytes": None}]
     with torch.no_grad():
         seconds, patches = timed(lambda x: extract_patches(x, p, mode), [image])
-        rows[0]["sliding_window_seconds"] = seconds
+        rows[0]["sliding_window_seconds"], rows[0]["sliding_window_bytes"] = seconds, size(patches)
         patches = list(patches[0].split(batch_size))                        # [batch, 3, P, P] each
         padded = [_pad_for_patches(image, p, mode)]                         # [1, 3, H+P-1, W+P-1]
         for counts, a, b in zip(layer_multiply_adds(model, *image.shape[-2:]), patch_stages, pass_stages):
             seconds_a, patches = timed(a, patches)
             seconds_b, padded = timed(b, padded)
             rows.append({**counts, "sliding_window_seconds": seconds_a,
-                         "fully_convolutional_seconds": seconds_b})
+                         "fully_convolutional_seconds": seconds_b,
+                         "sliding_window_bytes": size(patches), "fully_convolutional_bytes": size(padded)})
     return rows
 
 
