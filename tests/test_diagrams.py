@@ -279,7 +279,7 @@ def test_bad_model_is_named():
         diagrams.trace_shapes(torch.nn.Linear(2, 2), torch.zeros(1, 2), ["classifier"])
 
 
-@pytest.mark.parametrize("name", ["fcn", "unet", "faster_rcnn", "mask_rcnn", "yolo", "ssd",
+@pytest.mark.parametrize("name", ["fcn", "fcn8s", "unet", "faster_rcnn", "mask_rcnn", "yolo", "ssd",
                                   "retinanet", "detr", "vit", "rcnn_family", "rpn_head"])
 def test_default_model_draws_fast(name):
     getattr(diagrams, name)()                               # warm: model built, fonts cached
