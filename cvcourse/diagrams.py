@@ -326,6 +326,42 @@ def fcn(model: nn.Module | None = None, example_input: Tensor | None = None) -> 
                     "FCN: downsample, classify every cell, upsample", size=_size(blocks))
 
 
+def fcn8s(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
+    """FCN-8s: the backbone along the top, a 1×1 score layer under each of its last three
+    stages, and the fusion path along the bottom (×2, add the finer scores, ×2, add, upsample).
+
+    Args:
+        model: an `FCN8s` (default: the shipped config, untrained: shapes do not depend on weights).
+        example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
+    """
+    model = _default("fcn8s", model)
+    x = _scene() if example_input is None else example_input
+    a, b = model.cuts
+    s = model.total_stride
+    last = len(model.backbone) - 1
+    top, mid, low = 3.35, 1.95, 0.55
+    blocks = [Block("input", "image", "input", _col(0), top, "input"),
+              Block(f"backbone.{a - 1}", f"backbone[:{a}]", f"stride {s // 4} (\"pool3\")", _col(1), top),
+              Block(f"backbone.{b - 1}", f"backbone[{a}:{b}]", f"stride {s // 2} (\"pool4\")", _col(2), top),
+              Block(f"backbone.{last}", f"backbone[{b}:]", f"stride {s}", _col(3), top),
+              Block("score_pool3", "score_pool3", "1×1 conv, zero init", _col(1), mid, "head"),
+              Block("score_pool4", "score_pool4", "1×1 conv, zero init", _col(2), mid, "head"),
+              Block("classifier", "classifier", "1×1 " + _class(model, "classifier"), _col(3), mid, "head"),
+              Block("upscore2", "upscore2", "×2 upsampling", _col(3), low, "neck"),
+              Block("upscore_pool4", "upscore_pool4", "add, then ×2", _col(2), low, "neck"),
+              Block("upsample", "upsample", f"add, then ×{s // 4}", _col(1), low, "neck"),
+              Block("output", "class scores", "one per pixel", _col(0), low, "input")]
+    edges = [("input", f"backbone.{a - 1}"), (f"backbone.{a - 1}", f"backbone.{b - 1}"),
+             (f"backbone.{b - 1}", f"backbone.{last}"),
+             (f"backbone.{a - 1}", "score_pool3"), (f"backbone.{b - 1}", "score_pool4"),
+             (f"backbone.{last}", "classifier"), ("classifier", "upscore2"),
+             ("upscore2", "upscore_pool4"), ("score_pool4", "upscore_pool4", None, {"ls": "--"}),
+             ("upscore_pool4", "upsample"), ("score_pool3", "upsample", None, {"ls": "--"}),
+             ("upsample", "output")]
+    return _diagram(model, x, blocks, edges, "FCN-8s: scores from three strides, fused ×2 at a time",
+                    size=(_col(3) + 1.0, top + 0.75))
+
+
 def unet(model: nn.Module | None = None, example_input: Tensor | None = None) -> Figure:
     """U-Net as a U: encoder down the left, bottleneck at the bottom, decoder up the right,
     a skip arrow (copied encoder output, concatenated after the up-convolution) across each level.

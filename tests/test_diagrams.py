@@ -138,6 +138,23 @@ def test_fcn():
     assert written_shapes(wider) != written_shapes(fig)
 
 
+def test_fcn8s():
+    torch.manual_seed(0)
+    model, x = recipes.get("fcn8s").build().eval(), scene()
+    fig = diagrams.fcn8s(model, x)
+    check_figure(fig, 11)
+    a, b = model.cuts
+    stages = [f"backbone.{a - 1}", f"backbone.{b - 1}", f"backbone.{len(model.backbone) - 1}"]
+    want = expected(model, x, stages + ["score_pool3", "score_pool4", "classifier", "upscore2",
+                                        "upscore_pool4", "upsample"])
+    assert written_shapes(fig) == want
+    s = model.total_stride
+    # the three score maps sit at strides s/4, s/2 and s of the 128 x 128 input
+    assert {(1, 4, 128 // d, 128 // d) for d in (s // 4, s // 2, s)} <= written_shapes(fig)
+    with torch.no_grad():
+        assert tuple(model(x).shape) in written_shapes(fig)
+
+
 def test_unet():
     model, x = build("unet"), scene()
     fig = diagrams.unet(model, x)
@@ -268,7 +285,7 @@ def test_bad_model_is_named():
         diagrams.trace_shapes(torch.nn.Linear(2, 2), torch.zeros(1, 2), ["classifier"])
 
 
-@pytest.mark.parametrize("name", ["fcn", "unet", "faster_rcnn", "mask_rcnn", "yolo", "ssd",
+@pytest.mark.parametrize("name", ["fcn", "fcn8s", "unet", "faster_rcnn", "mask_rcnn", "yolo", "ssd",
                                   "retinanet", "detr", "vit", "rcnn_family", "rpn_head"])
 def test_default_model_draws_fast(name):
     getattr(diagrams, name)()                               # warm: model built, fonts cached

@@ -178,6 +178,27 @@ def test_layer_multiply_adds_sum_to_the_model_count():
     assert isinstance(W.sliding_window_cost_figure(model), Figure)
 
 
+def test_layer_times_rows_match_the_counts_and_reject_bad_input():
+    torch.manual_seed(0)
+    model = PatchClassifier(patch_size=11, width=4, hidden=8)
+    image = torch.rand(1, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    rows = W.layer_times(model, image, repeats=1, batch_size=50)
+    counts = W.layer_multiply_adds(model, 12, 10)
+    assert [r["layer"] for r in rows] == ["cut patches"] + [c["layer"] for c in counts]
+    for row, count in zip(rows[1:], counts):
+        assert row["sliding_window"] == count["sliding_window"]
+        assert row["fully_convolutional"] == count["fully_convolutional"]
+        assert row["sliding_window_seconds"] >= 0 and row["fully_convolutional_seconds"] >= 0
+    assert rows[0]["sliding_window"] == 0 and rows[0]["fully_convolutional_seconds"] is None
+    assert rows[0]["sliding_window_bytes"] == 12 * 10 * 3 * 11 * 11 * 4    # one float32 patch per pixel
+    assert rows[1]["sliding_window_bytes"] == 12 * 10 * 4 * 7 * 7 * 4      # conv5: 11 -> 7, 4 channels
+    assert rows[1]["fully_convolutional_bytes"] == 4 * 18 * 16 * 4          # (12+10) x (10+10) -> 18 x 16
+    with pytest.raises(ValueError, match=r"image must be one \[1, 3, H, W\] image, got \(2, 3, 12, 10\)"):
+        W.layer_times(model, image.repeat(2, 1, 1, 1))
+    with pytest.raises(TypeError, match="model must be a PatchClassifier"):
+        W.layer_times(model.to_fully_convolutional(), image)
+
+
 def test_annotated_grid_rejects_non_2d():
     fig = Figure()
     with pytest.raises(ValueError, match="2-D grid"):

@@ -3,7 +3,7 @@
 from .classifier import ShapeClassifier
 from .detr import DETR, DETRConfig
 from .faster_rcnn import FasterRCNN
-from .fcn import FCN, pad_to_multiple
+from .fcn import FCN, FCN8s, pad_to_multiple
 from .localizer import SingleObjectLocalizer
 from .mask_rcnn import MaskRCNN
 from .rcnn import RCNN
@@ -26,6 +26,7 @@ __all__ = [
     "FullyConvolutionalPatchClassifier",
     "extract_patches",
     "FCN",
+    "FCN8s",
     "UNet",
     "pad_to_multiple",
     "VisionTransformer",

@@ -4,7 +4,9 @@ Downsample for context, upsample for resolution: a small conv backbone shrinks t
 ``output_stride`` (8 by default) with max pooling, a 1 x 1 convolution scores every class at
 every coarse location, and ONE upsampling step (bilinear, or a learnable transposed conv
 initialised to bilinear, as in Long et al.'s FCN-32s) brings the scores back to H x W.
-The single coarse-to-fine jump is why FCN boundaries are blurry; the U-Net fixes that.
+The single coarse-to-fine jump is why FCN boundaries are blurry. ``FCN8s`` is the paper's
+own fix: it adds class scores from two earlier, finer stages (zero-initialised 1 x 1 convs)
+and fuses them in x2 steps; the U-Net goes further and fuses features, not scores.
 
 ``pad_to_multiple`` is shared with the U-Net: inputs whose size is not a multiple of the
 network's total stride are padded (and the output cropped back) or rejected.
@@ -20,7 +22,7 @@ from ..ops.upsample import bilinear_padding, bilinear_upsample_weight
 from . import checks
 from .backbone import conv_bn_relu  # 3x3 conv (keeps H x W) → BatchNorm → ReLU
 
-__all__ = ["FCN", "pad_to_multiple", "PAD_MODES"]
+__all__ = ["FCN", "FCN8s", "pad_to_multiple", "PAD_MODES"]
 
 PAD_MODES = ("pad", "error")
 
@@ -97,13 +99,8 @@ class FCN(nn.Module):
             c = c_next  # after stage i: (B, c, H/2^(i+1), W/2^(i+1))
         self.backbone = nn.Sequential(*layers)
         self.classifier = nn.Conv2d(c, num_classes, 1)  # (B, C, H/s, W/s)
-        s = output_stride
-        if upsample == "transposed":
-            self.upsample = nn.ConvTranspose2d(num_classes, num_classes, kernel_size=2 * s,
-                                               stride=s, padding=bilinear_padding(s), bias=False)
-            self.upsample.weight.data.copy_(bilinear_upsample_weight(num_classes, s))
-        else:
-            self.upsample = nn.Upsample(scale_factor=s, mode="bilinear", align_corners=False)
+        # x s in one step: bilinear, or ConvTranspose2d (kernel 2s, stride s) initialised to it
+        self.upsample = _upsampling(num_classes, output_stride, upsample)
 
     def coarse_scores(self, x: Tensor) -> Tensor:
         """Class scores at 1/output_stride resolution, ``[B, C, ceil(H/s), ceil(W/s)]``."""
@@ -117,3 +114,73 @@ class FCN(nn.Module):
         x, (h, w) = pad_to_multiple(x, self.total_stride, self.pad_mode)  # (B, 3, H', W')
         coarse = self.classifier(self.backbone(x))  # (B, C, H'/s, W'/s)
         return self.upsample(coarse)[..., :h, :w]  # (B, C, H, W)
+
+
+class FCN8s(FCN):
+    """The FCN paper's skip architecture: the coarse FCN plus class scores from two earlier stages.
+
+    Long et al. ("combining what and where") score the last stage (FCN-32s), then also score
+    pool4 (stride 16) with a 1 x 1 convolution, upsample the coarse scores x2 and add
+    (FCN-16s), then do the same with pool3 (stride 8) (FCN-8s) and upsample the sum to the
+    image. The skip score layers start at zero, so before training the net predicts exactly
+    what its coarse path predicts. Here the coarse stride is ``output_stride`` (8 for the
+    course's ``fcn``), so the two skips come from the stages at strides s/2 and s/4 (the last
+    features of each: what the stage hands on to its pooling) and the fused prediction, at
+    stride s/4, is upsampled by s/4.
+
+    Args:
+        num_classes: C.
+        width: channels of the full-resolution stage (as in `FCN`).
+        output_stride: stride of the coarse scores: 8, 16 or 32.
+        upsample: "bilinear" (fixed) or "transposed" (learnable, initialised to bilinear),
+            used for every upsampling step (the x2 fusions and the last x s/4).
+        pad_mode: "pad" or "error" for inputs not divisible by ``output_stride``.
+
+    ``forward(x [B, 3, H, W]) -> [B, C, H, W]``; ``coarse_scores(x)`` is the FCN-32s-style
+    ``[B, C, H/s, W/s]`` map of the last stage alone.
+    """
+
+    def __init__(self, num_classes: int = 4, width: int = 32, output_stride: int = 8,
+                 upsample: str = "bilinear", pad_mode: str = "pad"):
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32 for two skip stages, got {output_stride!r}")
+        super().__init__(num_classes, width, output_stride, upsample, pad_mode)
+        pools = [i for i, m in enumerate(self.backbone) if isinstance(m, nn.MaxPool2d)]
+        # The backbone runs in three pieces: up to the stage at stride s/4, to s/2, to s.
+        self.cuts = (pools[-2], pools[-1])  # backbone[:cuts[0]] ends at stride s/4
+        c3 = self.backbone[self.cuts[0] - 1][0].out_channels  # channels at stride s/4 ("pool3")
+        c4 = self.backbone[self.cuts[1] - 1][0].out_channels  # channels at stride s/2 ("pool4")
+        self.score_pool4 = nn.Conv2d(c4, num_classes, 1)  # (B, C, H/(s/2), W/(s/2))
+        self.score_pool3 = nn.Conv2d(c3, num_classes, 1)  # (B, C, H/(s/4), W/(s/4))
+        for score in (self.score_pool4, self.score_pool3):  # the paper's zero init
+            nn.init.zeros_(score.weight)
+            nn.init.zeros_(score.bias)
+        self.upscore2 = _upsampling(num_classes, 2, upsample)        # coarse → stride s/2
+        self.upscore_pool4 = _upsampling(num_classes, 2, upsample)   # fused → stride s/4
+        self.upsample = _upsampling(num_classes, output_stride // 4, upsample)  # → H x W
+
+    def _features(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        a, b = self.cuts
+        pool3 = self.backbone[:a](x)       # (B, c3, H/(s/4), W/(s/4))
+        pool4 = self.backbone[a:b](pool3)  # (B, c4, H/(s/2), W/(s/2))
+        last = self.backbone[b:](pool4)    # (B, c, H/s, W/s)
+        return pool3, pool4, last
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class scores ``[B, C, H, W]`` of images ``[B, 3, H, W]`` (padded, then cropped back)."""
+        check_images(x)
+        x, (h, w) = pad_to_multiple(x, self.total_stride, self.pad_mode)  # (B, 3, H', W')
+        pool3, pool4, last = self._features(x)
+        fuse4 = self.upscore2(self.classifier(last)) + self.score_pool4(pool4)     # (B, C, H'/(s/2), W'/(s/2))
+        fuse3 = self.upscore_pool4(fuse4) + self.score_pool3(pool3)                # (B, C, H'/(s/4), W'/(s/4))
+        return self.upsample(fuse3)[..., :h, :w]  # (B, C, H, W)
+
+
+def _upsampling(channels: int, factor: int, mode: str) -> nn.Module:
+    """Upsampling by `factor`: fixed bilinear, or a ``ConvTranspose2d`` initialised to bilinear."""
+    if mode == "bilinear":
+        return nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=False)
+    up = nn.ConvTranspose2d(channels, channels, kernel_size=2 * factor, stride=factor,
+                            padding=bilinear_padding(factor), bias=False)
+    up.weight.data.copy_(bilinear_upsample_weight(channels, factor))
+    return up

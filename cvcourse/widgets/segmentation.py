@@ -38,7 +38,7 @@ from .upsampling import (  # noqa: F401
 
 __all__ = [
     "held_out_predictions", "per_scene_boundary_f1", "prediction_figure", "prediction_widget",
-    "layer_multiply_adds", "sliding_window_cost_figure",
+    "layer_multiply_adds", "layer_times", "sliding_window_cost_figure",
     "conv_transpose_figure", "conv_transpose_widget", "upsampling_outputs", "upsampling_figure",
     "upsampling_widget", "checkerboard_strength", "checkerboard_scores", "checkerboard_figure",
     "UPSAMPLERS", "annotated_grid", "panel_strip", "message_figure",
@@ -65,6 +65,67 @@ def layer_multiply_adds(model, height: int, width: int) -> list[dict]:
             return stack_multiply_adds(layers[:n], h, w) - stack_multiply_adds(layers[:n - 1], h, w)
         rows.append({"layer": names[n - 1], "sliding_window": height * width * upto(p, p),
                      "fully_convolutional": upto(height + p - 1, width + p - 1)})
+    return rows
+
+
+def layer_times(model, image: torch.Tensor, repeats: int = 3, batch_size: int = 1024) -> list[dict]:
+    """Measured seconds and counted multiply-adds of each layer of a `PatchClassifier`
+    labelling one image, patch by patch and in one pass.
+
+    Sliding window: cutting the patches (``extract_patches``: it moves data and computes
+    nothing) is its own row, then every layer runs on batches of `batch_size` patches, as
+    ``sliding_window`` does. One pass: every layer runs once on the border-extended image.
+    Each layer is timed alone, on the input it receives, with `cvcourse.timing.median_time`
+    (use `cvcourse.timing.threads` around the call to fix the thread count).
+
+    Args:
+        model: a `PatchClassifier`.
+        image: ``[1, 3, H, W]``.
+        repeats: timed calls per layer (the median is kept).
+        batch_size: patches per batch in the sliding window.
+
+    Returns:
+        one dict per row: "layer", "sliding_window" and "fully_convolutional" multiply-adds
+        (0 for cutting the patches), "sliding_window_seconds" and "fully_convolutional_seconds"
+        (None where a row does not exist in that form), and "sliding_window_bytes" and
+        "fully_convolutional_bytes": the size of what the layer writes (its output).
+    """
+    from ..models.sliding_window import PatchClassifier, _pad_for_patches, extract_patches
+    from ..timing import median_time
+
+    if not isinstance(model, PatchClassifier):
+        raise TypeError(f"model must be a PatchClassifier, got {type(model).__name__}")
+    if not isinstance(image, torch.Tensor) or image.dim() != 4 or tuple(image.shape[:2]) != (1, 3):
+        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"image must be one [1, 3, H, W] image, got {got}")
+    one_pass = model.to_fully_convolutional().eval()
+    model = model.eval()
+    p, mode = model.patch_size, model.padding_mode
+    f, c, h = model.features, model.classifier, one_pass.head
+    patch_stages = [f[0:2], f[2:4], f[4:6], c[0:3], c[3:]]   # conv, conv, conv, flatten+fc+relu, fc
+    pass_stages = [f[0:2], f[2:4], f[4:6], h[0:2], h[2:]]    # the same, FC layers as convs
+
+    def timed(stage, inputs):  # the untimed first call (warm-up) gives the next layer's inputs
+        outputs = [stage(x) for x in inputs]
+        return median_time(lambda: [stage(x) for x in inputs], repeats=repeats, warmup=0).median, outputs
+
+    def size(tensors):
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    rows = [{"layer": "cut patches", "sliding_window": 0, "fully_convolutional": 0,
+             "sliding_window_seconds": None, "fully_convolutional_seconds": None,
+             "sliding_window_bytes": None, "fully_convolutional_bytes": None}]
+    with torch.no_grad():
+        seconds, patches = timed(lambda x: extract_patches(x, p, mode), [image])
+        rows[0]["sliding_window_seconds"], rows[0]["sliding_window_bytes"] = seconds, size(patches)
+        patches = list(patches[0].split(batch_size))                        # [batch, 3, P, P] each
+        padded = [_pad_for_patches(image, p, mode)]                         # [1, 3, H+P-1, W+P-1]
+        for counts, a, b in zip(layer_multiply_adds(model, *image.shape[-2:]), patch_stages, pass_stages):
+            seconds_a, patches = timed(a, patches)
+            seconds_b, padded = timed(b, padded)
+            rows.append({**counts, "sliding_window_seconds": seconds_a,
+                         "fully_convolutional_seconds": seconds_b,
+                         "sliding_window_bytes": size(patches), "fully_convolutional_bytes": size(padded)})
     return rows
 
 
