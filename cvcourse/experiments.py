@@ -38,6 +38,7 @@ from . import device as devices
 
 __all__ = ["SWEEP_FILE", "BOX_WEIGHTS", "BOX_LOSSES", "localizer_point", "localizer_sweep",
            "BACKBONE_SWEEP_FILE", "BACKBONE_POINTS", "backbone_point", "backbone_sweep",
+           "CONFIDENCE_SWEEP_FILE", "CONFIDENCE_TARGETS", "confidence_sweep",
            "multiply_adds", "load_sweep", "save_sweep"]
 
 SWEEP_FILE = Path(__file__).resolve().parent / "weights" / "localizer_sweep.json"
@@ -46,6 +47,8 @@ BOX_LOSSES = ("smooth_l1", "l2")
 BACKBONE_SWEEP_FILE = SWEEP_FILE.with_name("backbone_sweep.json")
 # (backbone width, neck depth): the shipped YOLO is (16, 2); widths double, depth halves/doubles
 BACKBONE_POINTS = ((8, 2), (16, 2), (32, 2), (16, 1), (16, 4))
+CONFIDENCE_SWEEP_FILE = SWEEP_FILE.with_name("confidence_sweep.json")
+CONFIDENCE_TARGETS = ("one", "iou")    # YOLO's confidence_target values
 
 
 def _sweep_record(experiment: str, device, start: float, budget: dict, points: list) -> dict:
@@ -141,17 +144,19 @@ def multiply_adds(model: torch.nn.Module, images: torch.Tensor) -> int:
 
 
 def backbone_point(width: int, neck_depth: int = 2, steps: int = 800, split: str = "val",
-                   n_eval: int = 200, seed: int = 0, device=None) -> dict:
+                   n_eval: int = 200, seed: int = 0, device=None,
+                   confidence_target: str = "one") -> dict:
     """Train the `yolo` recipe's detector with backbone `width` and `neck_depth` and score it.
 
     Everything else is the recipe's (data, loss, batch, learning rate, warm-up, clipping),
     with `steps` steps instead of the recipe's so the sweep fits a CPU; evaluated on the
     first `n_eval` scenes of `split` ("val": the sweep informs a choice, so the test split
-    stays untouched).
+    stays untouched). `seed` seeds the initial weights and the order of the training
+    scenes; `confidence_target` is `YOLO`'s ("one", the recipe's, or v1's "iou").
 
     Returns:
-        ``{"width", "neck_depth", "params", "multiply_adds" (one 128 x 128 image), "map",
-        "map_50", "map_75", "final_loss", "seconds"}``.
+        ``{"width", "neck_depth", "confidence_target", "seed", "params", "multiply_adds"
+        (one 128 x 128 image), "map", "map_50", "map_75", "final_loss", "seconds"}``.
     """
     from . import recipes
     from .train import fit
@@ -161,7 +166,8 @@ def backbone_point(width: int, neck_depth: int = 2, steps: int = 800, split: str
             raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
     recipe = recipes.get("yolo")
     torch.manual_seed(seed)
-    model = recipe.factory(**{**recipe.config, "width": width, "neck_depth": neck_depth})
+    model = recipe.factory(**{**recipe.config, "width": width, "neck_depth": neck_depth,
+                              "confidence_target": confidence_target})
     hist = fit(model, recipe.train_data(), recipe.loss, steps=steps, batch_size=recipe.batch_size,
                lr=recipe.lr, weight_decay=recipe.weight_decay, warmup=min(recipe.warmup, steps // 4),
                grad_clip=recipe.grad_clip, collate_fn=recipe.collate_fn, device=device,
@@ -169,16 +175,23 @@ def backbone_point(width: int, neck_depth: int = 2, steps: int = 800, split: str
     model = model.cpu().eval()
     metrics = recipe.evaluate(model, split=split, n=n_eval)
     size = recipe.train_data().size
-    return {"width": width, "neck_depth": neck_depth,
-            "params": sum(p.numel() for p in model.parameters()),
+    return {"width": width, "neck_depth": neck_depth, "confidence_target": confidence_target,
+            "seed": seed, "params": sum(p.numel() for p in model.parameters()),
             "multiply_adds": multiply_adds(model, torch.zeros(1, 3, size, size)),
             **{k: round(float(metrics[k]), 5) for k in ("map", "map_50", "map_75")},
             "final_loss": round(hist.smoothed()[-1], 5), "seconds": round(hist.seconds, 1)}
 
 
 def backbone_sweep(points: Sequence[tuple] = BACKBONE_POINTS, steps: int = 800, split: str = "val",
-                   n_eval: int = 200, seed: int = 0, device=None, log=print) -> dict:
-    """`backbone_point` for every (width, neck_depth) in `points`, one after the other.
+                   n_eval: int = 200, seeds: Sequence[int] = (0,), device=None, log=print,
+                   out=None) -> dict:
+    """`backbone_point` for every seed and (width, neck_depth) in `points`, one after the other.
+
+    Args:
+        seeds: one training per seed and point; the stored points carry their seed, so a
+            repeat over seeds gives mean and spread per point.
+        out: when given, the record so far is written there after every point (a long run
+            that stops keeps what it measured).
 
     Returns:
         ``{"experiment", "date", "hardware", "torch", "budget": {...}, "points": [...]}``.
@@ -186,16 +199,56 @@ def backbone_sweep(points: Sequence[tuple] = BACKBONE_POINTS, steps: int = 800, 
     from . import recipes
 
     start = time.perf_counter()
-    budget = {"steps": steps, "batch_size": recipes.get("yolo").batch_size, "seed": seed,
+    budget = {"steps": steps, "batch_size": recipes.get("yolo").batch_size, "seeds": list(seeds),
               "eval_split": split, "eval_scenes": n_eval, "recipe": "yolo"}
     results = []
-    for width, depth in points:
-        results.append(backbone_point(width, depth, steps, split, n_eval, seed, device))
-        if log:
-            r = results[-1]
-            log(f"width {width:>2}, neck {depth}: mAP@0.5 {r['map_50']:.3f}, COCO mAP {r['map']:.3f}, "
-                f"{r['params']:,} params ({r['seconds']} s)")
+    for seed in seeds:
+        for width, depth in points:
+            results.append(backbone_point(width, depth, steps, split, n_eval, seed, device))
+            if out is not None:
+                save_sweep(_sweep_record("backbone_sweep", device, start, budget, results), out)
+            if log:
+                r = results[-1]
+                log(f"seed {seed}, width {width:>2}, neck {depth}: mAP@0.5 {r['map_50']:.3f}, "
+                    f"COCO mAP {r['map']:.3f}, {r['params']:,} params ({r['seconds']} s)")
     return _sweep_record("backbone_sweep", device, start, budget, results)
+
+
+def confidence_sweep(targets: Sequence[str] = CONFIDENCE_TARGETS, steps: int = 800,
+                     split: str = "val", n_eval: int = 200, seeds: Sequence[int] = (0,),
+                     device=None, log=print, out=None) -> dict:
+    """YOLO's two confidence targets ("one": BCE to 1; "iou": v1's BCE to the detached IoU)
+    at the backbone sweep's budget and the recipe's size (width 16, neck depth 2).
+
+    Each point is `backbone_point(16, 2, ..., confidence_target=t)`: same data, seed and
+    evaluation as the backbone sweep, so its "one" point at seed 0 repeats that sweep's
+    (16, 2) point. `seeds` and `out` as in `backbone_sweep`.
+
+    Returns:
+        ``{"experiment", "date", "hardware", "torch", "budget": {...}, "points": [...]}``.
+    """
+    from . import recipes
+
+    for t in targets:
+        if t not in CONFIDENCE_TARGETS:
+            raise ValueError(f"targets must be in {CONFIDENCE_TARGETS}, got {t!r}")
+    start = time.perf_counter()
+    recipe = recipes.get("yolo")
+    budget = {"steps": steps, "batch_size": recipe.batch_size, "seeds": list(seeds),
+              "eval_split": split, "eval_scenes": n_eval, "recipe": "yolo",
+              "width": recipe.config["width"], "neck_depth": 2}
+    results = []
+    for seed in seeds:
+        for t in targets:
+            results.append(backbone_point(recipe.config["width"], 2, steps, split, n_eval, seed,
+                                          device, confidence_target=t))
+            if out is not None:
+                save_sweep(_sweep_record("confidence_sweep", device, start, budget, results), out)
+            if log:
+                r = results[-1]
+                log(f"seed {seed}, target {t}: AP@0.75 {r['map_75']:.3f}, AP@0.5 {r['map_50']:.3f}, "
+                    f"COCO mAP {r['map']:.3f} ({r['seconds']} s)")
+    return _sweep_record("confidence_sweep", device, start, budget, results)
 
 
 def save_sweep(results: dict, path=SWEEP_FILE) -> Path:
@@ -206,11 +259,13 @@ def save_sweep(results: dict, path=SWEEP_FILE) -> Path:
 
 
 def load_sweep(path=SWEEP_FILE) -> dict:
-    """The stored sweep results (`localizer_sweep`'s or, with `BACKBONE_SWEEP_FILE`,
-    `backbone_sweep`'s dict)."""
+    """The stored sweep results (`localizer_sweep`'s or, with `BACKBONE_SWEEP_FILE` or
+    `CONFIDENCE_SWEEP_FILE`, `backbone_sweep`'s or `confidence_sweep`'s dict)."""
     path = Path(path)
     if not path.exists():
-        name = "backbone_sweep" if path.name == BACKBONE_SWEEP_FILE.name else "localizer_sweep"
+        names = {BACKBONE_SWEEP_FILE.name: "backbone_sweep",
+                 CONFIDENCE_SWEEP_FILE.name: "confidence_sweep"}
+        name = names.get(path.name, "localizer_sweep")
         raise FileNotFoundError(f"{path} is missing; regenerate it with "
                                 f"`python -m cvcourse.experiments {name}`")
     return json.loads(path.read_text())
@@ -219,22 +274,32 @@ def load_sweep(path=SWEEP_FILE) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cvcourse.experiments",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("name", choices=["localizer_sweep", "backbone_sweep"], help="the experiment to run")
+    p.add_argument("name", choices=["localizer_sweep", "backbone_sweep", "confidence_sweep"],
+                   help="the experiment to run")
     p.add_argument("--steps", type=int, default=None,
-                   help="training steps per point (default: 300 localizer, 800 backbone)")
+                   help="training steps per point (default: 300 localizer, 800 the others)")
     p.add_argument("--n-eval", type=int, default=None, help="held-out (val) scenes per point")
     p.add_argument("--points", type=int, nargs="*", default=None,
                    help="backbone_sweep: run only these indices of BACKBONE_POINTS")
+    p.add_argument("--targets", nargs="*", default=None, choices=CONFIDENCE_TARGETS,
+                   help="confidence_sweep: the confidence targets to train (default: both)")
+    p.add_argument("--seeds", type=int, nargs="*", default=[0],
+                   help="backbone_sweep, confidence_sweep: one training per seed and point")
     p.add_argument("--out", default=None, help="where to write the JSON (default: the package's file)")
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
     if a.name == "localizer_sweep":
         results = localizer_sweep(steps=a.steps or 300, n_eval=a.n_eval or 500, device=a.device)
         out = a.out or SWEEP_FILE
-    else:
+    elif a.name == "backbone_sweep":
         points = BACKBONE_POINTS if a.points is None else [BACKBONE_POINTS[i] for i in a.points]
-        results = backbone_sweep(points, steps=a.steps or 800, n_eval=a.n_eval or 200, device=a.device)
         out = a.out or BACKBONE_SWEEP_FILE
+        results = backbone_sweep(points, steps=a.steps or 800, n_eval=a.n_eval or 200,
+                                 seeds=a.seeds, device=a.device, out=out)
+    else:
+        out = a.out or CONFIDENCE_SWEEP_FILE
+        results = confidence_sweep(a.targets or CONFIDENCE_TARGETS, steps=a.steps or 800,
+                                   n_eval=a.n_eval or 200, seeds=a.seeds, device=a.device, out=out)
     print(f"wrote {save_sweep(results, out)} ({results['total_seconds']} s)")
     return 0
 

@@ -201,6 +201,40 @@ def test_yolo_without_objects_is_the_no_object_loss_of_every_predictor():
     sum(losses.values()).backward()
 
 
+def test_yolo_iou_confidence_target_is_the_detached_iou_of_the_responsible_box():
+    images, targets = _batch(2, size=128)
+    grads, losses = {}, {}
+    for t in ("one", "iou"):
+        model = _model(YOLO, confidence_target=t).train()
+        pred = model.grid(images)
+        conf = pred.confidence.detach().requires_grad_()
+        losses[t] = model.compute_loss(pred._replace(confidence=conf), targets, 128)
+        # the target never carries gradient into the boxes: it is detached
+        assert torch.autograd.grad(losses[t]["loss_objectness"], pred.boxes, retain_graph=True,
+                                   allow_unused=True)[0] is None
+        losses[t]["loss_objectness"].backward()
+        grads[t] = conf.grad * len(images)      # d BCE / d logit = sigmoid(logit) - target
+    for k in ("loss_box_reg", "loss_no_object", "loss_classifier"):
+        assert torch.equal(losses["one"][k], losses["iou"][k])
+    responsible = grads["one"] != 0                                   # (N, S, S, B)
+    p = pred.confidence.detach().sigmoid()
+    assert torch.allclose(grads["one"][responsible], p[responsible] - 1, atol=1e-6)
+    target = p - grads["iou"]
+    n_objects = 0
+    for i, t in enumerate(targets):
+        boxes = t["boxes"][assign_cells(t["boxes"], 16, 128)]
+        for box, (r, c) in zip(boxes, responsible_cells(boxes, 16, 128).tolist()):
+            (b,) = torch.where(responsible[i, r, c])[0].tolist()      # one predictor per object
+            ious = torchvision.ops.box_iou(pred.boxes[i, r, c].detach(), box[None])[:, 0]   # (B,)
+            assert ious[b] == ious.max()                              # the best box is responsible
+            assert abs(target[i, r, c, b] - ious[b]) < 1e-5           # v1: Pr(Object) x IoU
+            n_objects += 1
+    assert int(responsible.sum()) == n_objects > 0
+    assert losses["iou"]["loss_objectness"] != losses["one"]["loss_objectness"]
+    with pytest.raises(ValueError, match="confidence_target"):
+        YOLO(confidence_target="giou")
+
+
 def test_retinanet_without_objects_is_the_focal_loss_of_every_anchor_as_negative():
     images, _ = _batch(2)
     model = _model(RetinaNet).train()

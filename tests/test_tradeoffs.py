@@ -131,3 +131,18 @@ def test_stored_backbone_sweep_is_consistent():
     for (width, depth), p in points.items():
         assert p["params"] == sum(q.numel() for q in YOLO(width=width, neck_depth=depth).parameters())
     assert json.loads(json.dumps(sweep)) == sweep
+
+
+def test_sweeps_store_one_point_per_seed_and_write_as_they_go(one_thread, tmp_path):
+    out = tmp_path / "confidence.json"
+    r = experiments.confidence_sweep(steps=2, n_eval=2, seeds=(0, 1), log=None, out=out)
+    assert [(p["seed"], p["confidence_target"]) for p in r["points"]] == \
+        [(0, "one"), (0, "iou"), (1, "one"), (1, "iou")]
+    assert experiments.load_sweep(out)["points"] == r["points"]          # written after each point
+    assert r["budget"]["seeds"] == [0, 1] and r["experiment"] == "confidence_sweep"
+    losses = [p["final_loss"] for p in r["points"]]
+    assert len(set(losses)) == 4          # the target and the seed (weights, scenes) both matter
+    sweep = experiments.backbone_sweep([(4, 1)], steps=2, n_eval=2, seeds=(1,), log=None)
+    assert [(p["width"], p["seed"]) for p in sweep["points"]] == [(4, 1)]
+    with pytest.raises(ValueError, match="targets"):
+        experiments.confidence_sweep(["giou"], steps=1, log=None)
