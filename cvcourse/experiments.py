@@ -39,6 +39,7 @@ from . import device as devices
 __all__ = ["SWEEP_FILE", "BOX_WEIGHTS", "BOX_LOSSES", "localizer_point", "localizer_sweep",
            "BACKBONE_SWEEP_FILE", "BACKBONE_POINTS", "backbone_point", "backbone_sweep",
            "CONFIDENCE_SWEEP_FILE", "CONFIDENCE_TARGETS", "confidence_sweep",
+           "FPN_SWEEP_FILE", "fpn_point", "fpn_sweep", "recall_by_level",
            "multiply_adds", "load_sweep", "save_sweep"]
 
 SWEEP_FILE = Path(__file__).resolve().parent / "weights" / "localizer_sweep.json"
@@ -49,6 +50,7 @@ BACKBONE_SWEEP_FILE = SWEEP_FILE.with_name("backbone_sweep.json")
 BACKBONE_POINTS = ((8, 2), (16, 2), (32, 2), (16, 1), (16, 4))
 CONFIDENCE_SWEEP_FILE = SWEEP_FILE.with_name("confidence_sweep.json")
 CONFIDENCE_TARGETS = ("one", "iou")    # YOLO's confidence_target values
+FPN_SWEEP_FILE = SWEEP_FILE.with_name("fpn_sweep.json")
 
 
 def _sweep_record(experiment: str, device, start: float, budget: dict, points: list) -> dict:
@@ -251,6 +253,109 @@ def confidence_sweep(targets: Sequence[str] = CONFIDENCE_TARGETS, steps: int = 8
     return _sweep_record("confidence_sweep", device, start, budget, results)
 
 
+def recall_by_level(model: torch.nn.Module, images: torch.Tensor, targets: list[dict],
+                    iou_thresholds: Sequence[float] = (0.5, 0.75)) -> list[dict]:
+    """Per pyramid level (the level of each object's best anchor, `pyramid_levels`): how
+    many held-out objects it serves, their sizes, and the share of them found, i.e. with a
+    detection of their class (among the model's at most 100 per image) at IoU >= t.
+
+    Returns:
+        one dict per level: ``{"level", "stride", "objects", "min_side", "max_side",
+        "recall_50", "recall_75"}`` (sides: sqrt of the box area, px; recall keys follow
+        `iou_thresholds`).
+    """
+    from .inference import detect
+    from .models.retinanet import pyramid_levels
+    from .ops.boxes import box_iou
+
+    dets = detect(model, images)
+    best, levels, sides = [], [], []
+    for d, t in zip(dets, targets):                      # a loop over the images
+        iou = box_iou(t["boxes"], d["boxes"])            # (G, D)
+        same = t["labels"][:, None] == d["labels"][None, :]
+        best.append(torch.where(same, iou, torch.zeros_like(iou)).amax(1, initial=0.0)
+                    if len(d["boxes"]) else torch.zeros(len(t["boxes"])))
+        levels.append(pyramid_levels(model, t["boxes"], images.shape[-1]))
+        sides.append(((t["boxes"][:, 2:] - t["boxes"][:, :2]).prod(1)).sqrt())
+    best, levels, sides = torch.cat(best), torch.cat(levels), torch.cat(sides)
+    rows = []
+    for level, stride in enumerate(model.backbone.strides):
+        at = levels == level
+        row = {"level": level, "stride": stride, "objects": int(at.sum()),
+               "min_side": round(float(sides[at].min()), 1) if at.any() else None,
+               "max_side": round(float(sides[at].max()), 1) if at.any() else None}
+        for t in iou_thresholds:
+            row[f"recall_{round(100 * t)}"] = round(float((best[at] >= t).float().mean()), 5) \
+                if at.any() else None
+        rows.append(row)
+    return rows
+
+
+def fpn_point(top_down: bool, steps: int = 400, split: str = "val", n_eval: int = 500,
+              seed: int = 0, device=None) -> dict:
+    """Train the `retinanet` recipe's detector with or without the FPN's top-down pathway.
+
+    Everything else is the recipe's (focal loss, anchors, data, batch, learning rate,
+    clipping) with `steps` steps instead of the recipe's 2,000 so that a pair fits a CPU;
+    evaluated on the first `n_eval` scenes of `split`: COCO AP, AP@0.5, AP@0.75, and
+    `recall_by_level`.
+
+    Returns:
+        ``{"top_down", "seed", "map", "map_50", "map_75", "levels": [...], "final_loss",
+        "seconds"}``.
+    """
+    from . import recipes
+    from .data.scenes import held_out_scenes
+    from .inference import detect
+    from .metrics import mean_average_precision
+    from .train import fit
+
+    if not isinstance(top_down, bool):
+        raise ValueError(f"top_down must be True or False, got {top_down!r}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    recipe = recipes.get("retinanet")
+    torch.manual_seed(seed)
+    model = recipe.factory(**{**recipe.config, "top_down": top_down})
+    hist = fit(model, recipe.train_data(), recipe.loss, steps=steps, batch_size=recipe.batch_size,
+               lr=recipe.lr, weight_decay=recipe.weight_decay, warmup=min(recipe.warmup, steps // 4),
+               grad_clip=recipe.grad_clip, collate_fn=recipe.collate_fn, device=device,
+               seed=seed, progress=False)
+    model = model.cpu().eval()
+    images, targets = held_out_scenes(split, n_eval)
+    metrics = mean_average_precision(detect(model, images), list(targets))
+    return {"top_down": top_down, "seed": seed,
+            **{k: round(float(metrics[k]), 5) for k in ("map", "map_50", "map_75")},
+            "levels": recall_by_level(model, images, list(targets)),
+            "final_loss": round(hist.smoothed()[-1], 5), "seconds": round(hist.seconds, 1)}
+
+
+def fpn_sweep(top_downs: Sequence[bool] = (True, False), steps: int = 400, split: str = "val",
+              n_eval: int = 500, seeds: Sequence[int] = (0,), device=None, log=print,
+              out=None) -> dict:
+    """`fpn_point` with and without the top-down pathway, per seed; `out` as in `backbone_sweep`.
+
+    Returns:
+        ``{"experiment", "date", "hardware", "torch", "budget": {...}, "points": [...]}``.
+    """
+    from . import recipes
+
+    start = time.perf_counter()
+    budget = {"steps": steps, "batch_size": recipes.get("retinanet").batch_size, "seeds": list(seeds),
+              "eval_split": split, "eval_scenes": n_eval, "recipe": "retinanet"}
+    results = []
+    for seed in seeds:
+        for top_down in top_downs:
+            results.append(fpn_point(top_down, steps, split, n_eval, seed, device))
+            if out is not None:
+                save_sweep(_sweep_record("fpn_sweep", device, start, budget, results), out)
+            if log:
+                r = results[-1]
+                log(f"seed {seed}, top-down {top_down}: AP {r['map']:.3f}, AP@0.5 {r['map_50']:.3f}, "
+                    f"recall@0.5 by level {[lv['recall_50'] for lv in r['levels']]} ({r['seconds']} s)")
+    return _sweep_record("fpn_sweep", device, start, budget, results)
+
+
 def save_sweep(results: dict, path=SWEEP_FILE) -> Path:
     """Write `results` as indented JSON to `path` (default: the package's file)."""
     path = Path(path)
@@ -264,7 +369,7 @@ def load_sweep(path=SWEEP_FILE) -> dict:
     path = Path(path)
     if not path.exists():
         names = {BACKBONE_SWEEP_FILE.name: "backbone_sweep",
-                 CONFIDENCE_SWEEP_FILE.name: "confidence_sweep"}
+                 CONFIDENCE_SWEEP_FILE.name: "confidence_sweep", FPN_SWEEP_FILE.name: "fpn_sweep"}
         name = names.get(path.name, "localizer_sweep")
         raise FileNotFoundError(f"{path} is missing; regenerate it with "
                                 f"`python -m cvcourse.experiments {name}`")
@@ -274,17 +379,21 @@ def load_sweep(path=SWEEP_FILE) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cvcourse.experiments",
                                 description=__doc__.split("\n")[0])
-    p.add_argument("name", choices=["localizer_sweep", "backbone_sweep", "confidence_sweep"],
+    p.add_argument("name", choices=["localizer_sweep", "backbone_sweep", "confidence_sweep",
+                                    "fpn_sweep"],
                    help="the experiment to run")
     p.add_argument("--steps", type=int, default=None,
-                   help="training steps per point (default: 300 localizer, 800 the others)")
-    p.add_argument("--n-eval", type=int, default=None, help="held-out (val) scenes per point")
+                   help="training steps per point (default: 300 localizer, 400 fpn, 800 the others)")
+    p.add_argument("--n-eval", type=int, default=None,
+                   help="held-out (val) scenes per point (default: 500 localizer and fpn, 200 the others)")
     p.add_argument("--points", type=int, nargs="*", default=None,
                    help="backbone_sweep: run only these indices of BACKBONE_POINTS")
     p.add_argument("--targets", nargs="*", default=None, choices=CONFIDENCE_TARGETS,
                    help="confidence_sweep: the confidence targets to train (default: both)")
+    p.add_argument("--top-down", type=int, nargs="*", default=[1, 0], choices=[0, 1],
+                   help="fpn_sweep: 1 with the top-down pathway, 0 without (default: both)")
     p.add_argument("--seeds", type=int, nargs="*", default=[0],
-                   help="backbone_sweep, confidence_sweep: one training per seed and point")
+                   help="backbone, confidence and fpn sweeps: one training per seed and point")
     p.add_argument("--out", default=None, help="where to write the JSON (default: the package's file)")
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
@@ -296,6 +405,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = a.out or BACKBONE_SWEEP_FILE
         results = backbone_sweep(points, steps=a.steps or 800, n_eval=a.n_eval or 200,
                                  seeds=a.seeds, device=a.device, out=out)
+    elif a.name == "fpn_sweep":
+        out = a.out or FPN_SWEEP_FILE
+        results = fpn_sweep([bool(t) for t in a.top_down], steps=a.steps or 400,
+                            n_eval=a.n_eval or 500, seeds=a.seeds, device=a.device, out=out)
     else:
         out = a.out or CONFIDENCE_SWEEP_FILE
         results = confidence_sweep(a.targets or CONFIDENCE_TARGETS, steps=a.steps or 800,
