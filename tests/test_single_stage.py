@@ -317,6 +317,31 @@ def test_widget_figures_draw_and_close():
         w.grid_figure(images[0], targets[0], grids[0], 16, 0)
 
 
+def test_grid_figure_keeps_a_zero_size_box_visible_and_says_its_size():
+    from cvcourse.widgets import single_stage as w
+
+    images, targets = _batch(1, size=128)
+    grid = w.grid_outputs(_model(YOLO), images)[0]
+    boxes = grid["boxes"].clone()
+    boxes[3, 4, 0] = torch.tensor([30.0, 20.0, 50.0, 60.0])         # 20 x 40 px
+    boxes[3, 4, 1] = torch.tensor([40.0, 30.0, 40.0, 30.0])         # width and height 0: a point
+    fig = w.grid_figure(images[0], targets[0], {**grid, "boxes": boxes}, 3, 4)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any(t.endswith("20x40 px") for t in texts) and any(t.startswith("box 1") and
+                                                              t.endswith("0x0 px") for t in texts)
+    (marks,) = [line for line in fig.axes[0].lines if line.get_marker() == "x"]
+    assert np.allclose(np.c_[marks.get_xdata(), marks.get_ydata()], [[39.5, 39.5], [39.5, 29.5]])
+
+
+def test_responsible_predictor_is_the_best_overlapping_box_of_the_cell():
+    from cvcourse.models.yolo import responsible_predictors
+
+    cell_boxes = torch.tensor([[[0.0, 0, 10, 10], [0, 0, 20, 20]], [[5, 5, 9, 9], [5, 5, 9, 9]]])
+    boxes = torch.tensor([[0.0, 0, 18, 18], [5, 5, 9, 9]])
+    b, iou = responsible_predictors(cell_boxes, boxes)
+    assert b.tolist() == [1, 0] and torch.allclose(iou, torch.tensor([18 * 18 / 400, 1.0]))  # tie: first
+
+
 def test_widget_loss_shares_agree_with_the_model_and_widgets_build():
     from cvcourse.widgets import single_stage as w
 

@@ -50,7 +50,7 @@ from ..ops.boxes import batched_nms, check_boxes, clip_boxes_to_image, paired_io
 from .backbone import conv_backbone, conv_bn_relu
 from .checks import check_detection_inputs, targets_to
 
-__all__ = ["YOLO", "GridPredictions", "assign_cells", "responsible_cells"]
+__all__ = ["YOLO", "GridPredictions", "assign_cells", "responsible_cells", "responsible_predictors"]
 
 
 def responsible_cells(boxes: Tensor, grid_size: int, image_size: int) -> Tensor:
@@ -88,6 +88,22 @@ def assign_cells(boxes: Tensor, grid_size: int, image_size: int) -> Tensor:
     same = cell[order][:, None] == cell[order][None, :]           # (N, N)
     beaten = same.tril(diagonal=-1).any(dim=1)                    # a larger object has the cell
     return order[~beaten]
+
+
+def responsible_predictors(cell_boxes: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+    """Of the B boxes predicted by each object's responsible cell, the one that overlaps it best.
+
+    Args:
+        cell_boxes (Tensor[K, B, 4]): the B predicted xyxy boxes of each object's cell.
+        boxes (Tensor[K, 4]): the objects' xyxy boxes.
+
+    Returns:
+        (Tensor[K] int64, Tensor[K]): the responsible predictor b in [0, B) and its IoU with
+        the object (detached: a choice and a target, not a path for gradients).
+    """
+    ious = paired_iou(cell_boxes.detach(), boxes[:, None])       # (K, B)
+    b = ious.argmax(dim=1)                                        # ties: the first predictor
+    return b, ious[torch.arange(len(b), device=b.device), b]
 
 
 class GridPredictions(NamedTuple):
@@ -185,10 +201,8 @@ class YOLO(nn.Module):
             keep = assign_cells(boxes, s, image_size)      # one object per cell
             boxes, labels = boxes[keep], labels[keep]
             r, c = responsible_cells(boxes, s, image_size).unbind(1)     # (K,), (K,)
-            ious = paired_iou(pred.boxes[i, r, c].detach(), boxes[:, None])  # (K, B)
-            b = ious.argmax(dim=1)                         # the responsible predictor
+            b, iou = responsible_predictors(pred.boxes[i, r, c], boxes)    # (K,), (K,)
             responsible[i, r, c, b] = True
-            iou = ious[torch.arange(len(b), device=b.device), b]   # (K,) detached: a target
             target[i, r, c, b] = iou if self.confidence_target == "iou" else 1.0
             cell = image_size / s
             xy_t = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2 / cell - c,
