@@ -18,8 +18,29 @@ and the one the detection trade-offs chapter plots::
 - `localizer_sweep`: every (weight, loss) pair, same budget, same seed and data.
 - `backbone_point`: train the `yolo` recipe's detector with another backbone width or neck
   depth for a fixed budget; its mAP on held-out scenes, parameters and multiply-adds.
-- `backbone_sweep`: the widths and depths of `BACKBONE_POINTS`, same budget, seed and data.
-- `load_sweep`: the stored results (either file).
+- `backbone_sweep`: the widths and depths of `BACKBONE_POINTS`, same budget and data, per seed.
+- `confidence_sweep`: YOLO's confidence target, 1 or v1's IoU, at the backbone sweep's budget
+  (the YOLO chapter)::
+
+    OMP_NUM_THREADS=1 python -m cvcourse.experiments confidence_sweep
+
+- `retinanet_point`: train the `retinanet` recipe's detector with or without the FPN's
+  top-down pathway, with the focal loss or BCE; AP and, per pyramid level, the share of
+  the objects it serves that were found (`recall_by_level`).
+- `fpn_sweep`: with and without the top-down pathway (the RetinaNet chapter)::
+
+    OMP_NUM_THREADS=1 python -m cvcourse.experiments fpn_sweep
+
+- `focal_sweep`: focal loss vs BCE at the shipped checkpoints' budget over seeds 0, 1, 2
+  (mean and spread for the RetinaNet chapter's comparison; meant for a GPU)::
+
+    python -m cvcourse.experiments focal_sweep --device cuda
+
+  and the backbone sweep over three seeds: ``backbone_sweep --seeds 0 1 2 --device cuda``.
+- `load_sweep`: the stored results (any of the files).
+
+Every sweep stores each point with its seed and, given ``out``, writes what it has after
+every point.
 """
 
 from __future__ import annotations
@@ -39,7 +60,8 @@ from . import device as devices
 __all__ = ["SWEEP_FILE", "BOX_WEIGHTS", "BOX_LOSSES", "localizer_point", "localizer_sweep",
            "BACKBONE_SWEEP_FILE", "BACKBONE_POINTS", "backbone_point", "backbone_sweep",
            "CONFIDENCE_SWEEP_FILE", "CONFIDENCE_TARGETS", "confidence_sweep",
-           "FPN_SWEEP_FILE", "fpn_point", "fpn_sweep", "recall_by_level",
+           "FPN_SWEEP_FILE", "FOCAL_SWEEP_FILE", "retinanet_point", "fpn_sweep", "focal_sweep",
+           "recall_by_level",
            "multiply_adds", "load_sweep", "save_sweep"]
 
 SWEEP_FILE = Path(__file__).resolve().parent / "weights" / "localizer_sweep.json"
@@ -51,6 +73,7 @@ BACKBONE_POINTS = ((8, 2), (16, 2), (32, 2), (16, 1), (16, 4))
 CONFIDENCE_SWEEP_FILE = SWEEP_FILE.with_name("confidence_sweep.json")
 CONFIDENCE_TARGETS = ("one", "iou")    # YOLO's confidence_target values
 FPN_SWEEP_FILE = SWEEP_FILE.with_name("fpn_sweep.json")
+FOCAL_SWEEP_FILE = SWEEP_FILE.with_name("focal_sweep.json")
 
 
 def _sweep_record(experiment: str, device, start: float, budget: dict, points: list) -> dict:
@@ -273,8 +296,8 @@ def recall_by_level(model: torch.nn.Module, images: torch.Tensor, targets: list[
     for d, t in zip(dets, targets):                      # a loop over the images
         iou = box_iou(t["boxes"], d["boxes"])            # (G, D)
         same = t["labels"][:, None] == d["labels"][None, :]
-        best.append(torch.where(same, iou, torch.zeros_like(iou)).amax(1, initial=0.0)
-                    if len(d["boxes"]) else torch.zeros(len(t["boxes"])))
+        best.append(torch.where(same, iou, torch.zeros_like(iou)).amax(1)
+                    if len(d["boxes"]) else torch.zeros(len(t["boxes"])))   # (G,)
         levels.append(pyramid_levels(model, t["boxes"], images.shape[-1]))
         sides.append(((t["boxes"][:, 2:] - t["boxes"][:, :2]).prod(1)).sqrt())
     best, levels, sides = torch.cat(best), torch.cat(levels), torch.cat(sides)
@@ -291,32 +314,36 @@ def recall_by_level(model: torch.nn.Module, images: torch.Tensor, targets: list[
     return rows
 
 
-def fpn_point(top_down: bool, steps: int = 400, split: str = "val", n_eval: int = 500,
-              seed: int = 0, device=None) -> dict:
-    """Train the `retinanet` recipe's detector with or without the FPN's top-down pathway.
+def retinanet_point(top_down: bool = True, loss: str = "focal", steps: int = 400,
+                    split: str = "val", n_eval: int = 500, seed: int = 0, device=None) -> dict:
+    """Train the `retinanet` recipe's detector with or without the FPN's top-down pathway,
+    with the focal loss or plain BCE, and score it.
 
-    Everything else is the recipe's (focal loss, anchors, data, batch, learning rate,
-    clipping) with `steps` steps instead of the recipe's 2,000 so that a pair fits a CPU;
-    evaluated on the first `n_eval` scenes of `split`: COCO AP, AP@0.5, AP@0.75, and
-    `recall_by_level`.
+    Everything else is the recipe's (anchors, prior, data, batch, learning rate, clipping)
+    with `steps` steps instead of the recipe's 2,000 (so that a pair fits a CPU); evaluated
+    on the first `n_eval` scenes of `split`: COCO AP, AP@0.5, AP@0.75 and `recall_by_level`.
+    `seed` seeds the initial weights and the order of the training scenes.
 
     Returns:
-        ``{"top_down", "seed", "map", "map_50", "map_75", "levels": [...], "final_loss",
-        "seconds"}``.
+        ``{"top_down", "loss", "seed", "map", "map_50", "map_75", "levels": [...],
+        "final_loss", "seconds"}``.
     """
     from . import recipes
     from .data.scenes import held_out_scenes
     from .inference import detect
     from .metrics import mean_average_precision
+    from .models.retinanet import LOSSES
     from .train import fit
 
     if not isinstance(top_down, bool):
         raise ValueError(f"top_down must be True or False, got {top_down!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     recipe = recipes.get("retinanet")
     torch.manual_seed(seed)
-    model = recipe.factory(**{**recipe.config, "top_down": top_down})
+    model = recipe.factory(**{**recipe.config, "top_down": top_down, "loss": loss})
     hist = fit(model, recipe.train_data(), recipe.loss, steps=steps, batch_size=recipe.batch_size,
                lr=recipe.lr, weight_decay=recipe.weight_decay, warmup=min(recipe.warmup, steps // 4),
                grad_clip=recipe.grad_clip, collate_fn=recipe.collate_fn, device=device,
@@ -324,20 +351,15 @@ def fpn_point(top_down: bool, steps: int = 400, split: str = "val", n_eval: int 
     model = model.cpu().eval()
     images, targets = held_out_scenes(split, n_eval)
     metrics = mean_average_precision(detect(model, images), list(targets))
-    return {"top_down": top_down, "seed": seed,
+    return {"top_down": top_down, "loss": loss, "seed": seed,
             **{k: round(float(metrics[k]), 5) for k in ("map", "map_50", "map_75")},
             "levels": recall_by_level(model, images, list(targets)),
             "final_loss": round(hist.smoothed()[-1], 5), "seconds": round(hist.seconds, 1)}
 
 
-def fpn_sweep(top_downs: Sequence[bool] = (True, False), steps: int = 400, split: str = "val",
-              n_eval: int = 500, seeds: Sequence[int] = (0,), device=None, log=print,
-              out=None) -> dict:
-    """`fpn_point` with and without the top-down pathway, per seed; `out` as in `backbone_sweep`.
-
-    Returns:
-        ``{"experiment", "date", "hardware", "torch", "budget": {...}, "points": [...]}``.
-    """
+def _retinanet_sweep(name: str, settings: Sequence[dict], steps: int, split: str, n_eval: int,
+                     seeds: Sequence[int], device, log, out) -> dict:
+    """`retinanet_point` for every seed and setting (keyword arguments), one after the other."""
     from . import recipes
 
     start = time.perf_counter()
@@ -345,15 +367,46 @@ def fpn_sweep(top_downs: Sequence[bool] = (True, False), steps: int = 400, split
               "eval_split": split, "eval_scenes": n_eval, "recipe": "retinanet"}
     results = []
     for seed in seeds:
-        for top_down in top_downs:
-            results.append(fpn_point(top_down, steps, split, n_eval, seed, device))
+        for setting in settings:
+            results.append(retinanet_point(**setting, steps=steps, split=split, n_eval=n_eval,
+                                           seed=seed, device=device))
             if out is not None:
-                save_sweep(_sweep_record("fpn_sweep", device, start, budget, results), out)
+                save_sweep(_sweep_record(name, device, start, budget, results), out)
             if log:
                 r = results[-1]
-                log(f"seed {seed}, top-down {top_down}: AP {r['map']:.3f}, AP@0.5 {r['map_50']:.3f}, "
-                    f"recall@0.5 by level {[lv['recall_50'] for lv in r['levels']]} ({r['seconds']} s)")
-    return _sweep_record("fpn_sweep", device, start, budget, results)
+                log(f"seed {seed}, top-down {r['top_down']}, {r['loss']}: AP {r['map']:.3f}, "
+                    f"AP@0.5 {r['map_50']:.3f}, AP@0.75 {r['map_75']:.3f}, recall@0.5 by level "
+                    f"{[lv['recall_50'] for lv in r['levels']]} ({r['seconds']} s)")
+    return _sweep_record(name, device, start, budget, results)
+
+
+def fpn_sweep(top_downs: Sequence[bool] = (True, False), steps: int = 400, split: str = "val",
+              n_eval: int = 500, seeds: Sequence[int] = (0,), device=None, log=print,
+              out=None) -> dict:
+    """`retinanet_point` (focal loss) with and without the top-down pathway, per seed; `out`
+    as in `backbone_sweep`.
+
+    Returns:
+        ``{"experiment", "date", "hardware", "torch", "budget": {...}, "points": [...]}``.
+    """
+    return _retinanet_sweep("fpn_sweep", [{"top_down": t} for t in top_downs], steps, split,
+                            n_eval, seeds, device, log, out)
+
+
+def focal_sweep(losses: Sequence[str] = ("focal", "bce"), steps: int = 2000, split: str = "test",
+                n_eval: int = 200, seeds: Sequence[int] = (0, 1, 2), device=None, log=print,
+                out=None) -> dict:
+    """The focal-vs-BCE comparison repeated over seeds: `retinanet_point` with each loss.
+
+    The default budget is the shipped checkpoints' (2,000 steps, scored on 200 test scenes as
+    in their records), so seed 0 repeats the `retinanet` / `retinanet_bce` pair and seeds 1
+    and 2 give the spread; about 2 x 3 x 9 CPU-minutes of one thread, minutes on a GPU.
+
+    Returns:
+        ``{"experiment", "date", "hardware", "torch", "budget": {...}, "points": [...]}``.
+    """
+    return _retinanet_sweep("focal_sweep", [{"loss": loss} for loss in losses], steps, split,
+                            n_eval, seeds, device, log, out)
 
 
 def save_sweep(results: dict, path=SWEEP_FILE) -> Path:
@@ -369,7 +422,8 @@ def load_sweep(path=SWEEP_FILE) -> dict:
     path = Path(path)
     if not path.exists():
         names = {BACKBONE_SWEEP_FILE.name: "backbone_sweep",
-                 CONFIDENCE_SWEEP_FILE.name: "confidence_sweep", FPN_SWEEP_FILE.name: "fpn_sweep"}
+                 CONFIDENCE_SWEEP_FILE.name: "confidence_sweep", FPN_SWEEP_FILE.name: "fpn_sweep",
+                 FOCAL_SWEEP_FILE.name: "focal_sweep"}
         name = names.get(path.name, "localizer_sweep")
         raise FileNotFoundError(f"{path} is missing; regenerate it with "
                                 f"`python -m cvcourse.experiments {name}`")
@@ -380,20 +434,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cvcourse.experiments",
                                 description=__doc__.split("\n")[0])
     p.add_argument("name", choices=["localizer_sweep", "backbone_sweep", "confidence_sweep",
-                                    "fpn_sweep"],
+                                    "fpn_sweep", "focal_sweep"],
                    help="the experiment to run")
     p.add_argument("--steps", type=int, default=None,
-                   help="training steps per point (default: 300 localizer, 400 fpn, 800 the others)")
+                   help="training steps per point (default: 300 localizer, 400 fpn, 2000 focal, "
+                        "800 the others)")
     p.add_argument("--n-eval", type=int, default=None,
-                   help="held-out (val) scenes per point (default: 500 localizer and fpn, 200 the others)")
+                   help="held-out scenes per point (default: 500 localizer and fpn, 200 the others; "
+                        "focal_sweep scores test scenes, the others val)")
     p.add_argument("--points", type=int, nargs="*", default=None,
                    help="backbone_sweep: run only these indices of BACKBONE_POINTS")
     p.add_argument("--targets", nargs="*", default=None, choices=CONFIDENCE_TARGETS,
                    help="confidence_sweep: the confidence targets to train (default: both)")
     p.add_argument("--top-down", type=int, nargs="*", default=[1, 0], choices=[0, 1],
                    help="fpn_sweep: 1 with the top-down pathway, 0 without (default: both)")
-    p.add_argument("--seeds", type=int, nargs="*", default=[0],
-                   help="backbone, confidence and fpn sweeps: one training per seed and point")
+    p.add_argument("--seeds", type=int, nargs="*", default=None,
+                   help="one training per seed and point (default: 0; focal_sweep 0 1 2)")
     p.add_argument("--out", default=None, help="where to write the JSON (default: the package's file)")
     p.add_argument("--device", default=None)
     a = p.parse_args(argv)
@@ -404,15 +460,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         points = BACKBONE_POINTS if a.points is None else [BACKBONE_POINTS[i] for i in a.points]
         out = a.out or BACKBONE_SWEEP_FILE
         results = backbone_sweep(points, steps=a.steps or 800, n_eval=a.n_eval or 200,
-                                 seeds=a.seeds, device=a.device, out=out)
+                                 seeds=a.seeds or [0], device=a.device, out=out)
     elif a.name == "fpn_sweep":
         out = a.out or FPN_SWEEP_FILE
         results = fpn_sweep([bool(t) for t in a.top_down], steps=a.steps or 400,
-                            n_eval=a.n_eval or 500, seeds=a.seeds, device=a.device, out=out)
+                            n_eval=a.n_eval or 500, seeds=a.seeds or [0], device=a.device, out=out)
+    elif a.name == "focal_sweep":
+        out = a.out or FOCAL_SWEEP_FILE
+        results = focal_sweep(steps=a.steps or 2000, n_eval=a.n_eval or 200,
+                              seeds=a.seeds or [0, 1, 2], device=a.device, out=out)
     else:
         out = a.out or CONFIDENCE_SWEEP_FILE
         results = confidence_sweep(a.targets or CONFIDENCE_TARGETS, steps=a.steps or 800,
-                                   n_eval=a.n_eval or 200, seeds=a.seeds, device=a.device, out=out)
+                                   n_eval=a.n_eval or 200, seeds=a.seeds or [0], device=a.device,
+                                   out=out)
     print(f"wrote {save_sweep(results, out)} ({results['total_seconds']} s)")
     return 0
 

@@ -412,3 +412,33 @@ def test_checkpoint_meets_its_bar_on_held_out_scenes(name):
     metrics = get(name).evaluate(pretrained.load(name, device="cpu"), split="test")
     for metric, bar in rec["bar"].items():
         assert metrics[metric] >= bar, f"{name}: {metric} {metrics[metric]:.4f} < bar {bar}"
+
+
+# ------------------------------------------------------------------------------ the pyramid
+def test_fpn_without_top_down_keeps_each_level_to_its_own_map():
+    from cvcourse.models.retinanet import FeaturePyramid
+
+    torch.manual_seed(0)
+    feats = [torch.randn(1, 8, 8, 8), torch.randn(1, 8, 4, 4), torch.randn(1, 8, 2, 2)]
+    changed = [feats[0], feats[1], feats[2] + 1.0]                   # only the coarsest map moves
+    for top_down in (True, False):
+        torch.manual_seed(0)
+        fpn = FeaturePyramid(8, 16, top_down=top_down)
+        a, b = fpn(feats), fpn(changed)
+        assert [tuple(x.shape) for x in a] == [(1, 16, 8, 8), (1, 16, 4, 4), (1, 16, 2, 2)]
+        moved = [not torch.allclose(x, y) for x, y in zip(a, b)]
+        assert moved == ([True, True, True] if top_down else [False, False, True])
+    laterals = [lat(f) for lat, f in zip(fpn.lateral, feats)]         # fpn is the one without
+    assert all(torch.allclose(s(lat), x) for s, lat, x in zip(fpn.smooth, laterals, fpn(feats)))
+    model = _model(RetinaNet, top_down=False)
+    assert model.fpn.top_down is False and _model(RetinaNet).fpn.top_down is True
+
+
+def test_pyramid_levels_send_each_object_to_the_level_of_its_best_anchor():
+    from cvcourse.models.retinanet import pyramid_levels
+
+    model = RetinaNet(width=8, fpn_channels=16)                      # anchors 12-19, 24-38, 48-76 px
+    boxes = torch.tensor([[10.0, 10, 24, 24], [40, 40, 70, 70], [20, 20, 80, 80], [50, 8, 66, 72]])
+    # 14, 30, 60 px squares; a 16 x 64 box: its best anchor is stride 16's 26 x 54 (IoU 0.46)
+    assert pyramid_levels(model, boxes).tolist() == [0, 1, 2, 1]
+    assert pyramid_levels(model, torch.zeros(0, 4)).shape == (0,)

@@ -146,3 +146,61 @@ def test_sweeps_store_one_point_per_seed_and_write_as_they_go(one_thread, tmp_pa
     assert [(p["width"], p["seed"]) for p in sweep["points"]] == [(4, 1)]
     with pytest.raises(ValueError, match="targets"):
         experiments.confidence_sweep(["giou"], steps=1, log=None)
+
+
+class _OracleRetinaNet(torch.nn.Module):
+    """A RetinaNet's anchors and strides, detecting each known image's objects shifted by
+    `shift` pixels (score 1)."""
+
+    def __init__(self, images, targets, shift=0.0):
+        super().__init__()
+        from cvcourse.models.retinanet import RetinaNet
+
+        net = RetinaNet(width=4, fpn_channels=16)
+        self.backbone, self.anchor_generator = net.backbone, net.anchor_generator
+        self.images, self.targets, self.shift = images, targets, shift
+
+    def forward(self, images):
+        out = []
+        for im in images:
+            (i,) = [k for k in range(len(self.images)) if torch.equal(self.images[k], im)]
+            t = self.targets[i]
+            out.append({"boxes": t["boxes"] + self.shift, "labels": t["labels"],
+                        "scores": torch.ones(len(t["boxes"]))})
+        return out
+
+
+def test_recall_by_level_counts_found_objects_per_level():
+    from cvcourse.models.retinanet import pyramid_levels
+
+    images, targets = held_out_scenes("val", 12)
+    targets = list(targets)
+    exact = experiments.recall_by_level(_OracleRetinaNet(images, targets), images, targets)
+    boxes = torch.cat([t["boxes"] for t in targets])
+    levels = pyramid_levels(_OracleRetinaNet(images, targets), boxes)
+    assert [r["objects"] for r in exact] == [int((levels == k).sum()) for k in range(3)]
+    assert sum(r["objects"] for r in exact) == len(boxes)
+    for r in exact:
+        if r["objects"]:
+            assert r["recall_50"] == r["recall_75"] == 1.0
+    # shifted by 3 px the small objects drop below IoU 0.75 first; none is found at 0.5 by
+    # a detection 200 px away
+    shifted = experiments.recall_by_level(_OracleRetinaNet(images, targets, 3.0), images, targets)
+    assert shifted[0]["recall_75"] < shifted[0]["recall_50"] and shifted[0]["recall_75"] < shifted[1]["recall_75"]
+    far = experiments.recall_by_level(_OracleRetinaNet(images, targets, 200.0), images, targets)
+    assert all(r["recall_50"] == 0 for r in far if r["objects"])
+
+
+def test_retinanet_sweeps_store_one_point_per_seed_and_setting(one_thread, tmp_path):
+    out = tmp_path / "fpn.json"
+    r = experiments.fpn_sweep(steps=1, n_eval=3, seeds=(0,), log=None, out=out)
+    assert [(p["top_down"], p["loss"], p["seed"]) for p in r["points"]] == [(True, "focal", 0), (False, "focal", 0)]
+    assert experiments.load_sweep(out)["points"] == r["points"]
+    assert r["points"][0]["final_loss"] != r["points"][1]["final_loss"]
+    focal = experiments.focal_sweep(steps=1, n_eval=2, seeds=(1,), log=None)
+    assert [(p["loss"], p["seed"]) for p in focal["points"]] == [("focal", 1), ("bce", 1)]
+    assert focal["budget"]["eval_split"] == "test" and focal["experiment"] == "focal_sweep"
+    with pytest.raises(ValueError, match="loss"):
+        experiments.retinanet_point(loss="mse", steps=1)
+    with pytest.raises(ValueError, match="top_down"):
+        experiments.retinanet_point(top_down=1, steps=1)
