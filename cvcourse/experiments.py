@@ -40,7 +40,7 @@ and the one the detection trade-offs chapter plots::
 - `load_sweep`: the stored results (any of the files).
 
 Every sweep stores each point with its seed and, given ``out``, writes what it has after
-every point.
+every point; `merge_sweeps` joins runs of one sweep made with different seeds.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ __all__ = ["SWEEP_FILE", "BOX_WEIGHTS", "BOX_LOSSES", "localizer_point", "locali
            "BACKBONE_SWEEP_FILE", "BACKBONE_POINTS", "backbone_point", "backbone_sweep",
            "CONFIDENCE_SWEEP_FILE", "CONFIDENCE_TARGETS", "confidence_sweep",
            "FPN_SWEEP_FILE", "FOCAL_SWEEP_FILE", "retinanet_point", "fpn_sweep", "focal_sweep",
-           "recall_by_level",
+           "recall_by_level", "merge_sweeps",
            "multiply_adds", "load_sweep", "save_sweep"]
 
 SWEEP_FILE = Path(__file__).resolve().parent / "weights" / "localizer_sweep.json"
@@ -407,6 +407,33 @@ def focal_sweep(losses: Sequence[str] = ("focal", "bce"), steps: int = 2000, spl
     """
     return _retinanet_sweep("focal_sweep", [{"loss": loss} for loss in losses], steps, split,
                             n_eval, seeds, device, log, out)
+
+
+def merge_sweeps(records: Sequence[dict]) -> dict:
+    """One record from runs of the same sweep that differ only in their seeds (seeds run as
+    separate jobs, or added later): points concatenated, seeds joined, wall times added.
+
+    Returns:
+        the first record with every run's points and seeds; its "runs" list keeps each
+        run's seeds, date, hardware and seconds.
+    """
+    if not records:
+        raise ValueError("records must hold at least one sweep record")
+    first = records[0]
+    budget = {k: v for k, v in first["budget"].items() if k != "seeds"}
+    for r in records[1:]:
+        if r["experiment"] != first["experiment"] or \
+                {k: v for k, v in r["budget"].items() if k != "seeds"} != budget:
+            raise ValueError(f"records must be runs of one sweep with one budget, got "
+                             f"{first['experiment']} {first['budget']} and {r['experiment']} {r['budget']}")
+    seeds = [s for r in records for s in r["budget"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"records must not repeat a seed, got seeds {seeds}")
+    runs = [run for r in records for run in r.get("runs", [
+        {k: r[k] for k in ("date", "hardware", "total_seconds")} | {"seeds": r["budget"]["seeds"]}])]
+    return {**first, "budget": {**first["budget"], "seeds": seeds},
+            "total_seconds": round(sum(r["total_seconds"] for r in records), 1),
+            "points": [p for r in records for p in r["points"]], "runs": runs}
 
 
 def save_sweep(results: dict, path=SWEEP_FILE) -> Path:

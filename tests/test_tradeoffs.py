@@ -204,3 +204,38 @@ def test_retinanet_sweeps_store_one_point_per_seed_and_setting(one_thread, tmp_p
         experiments.retinanet_point(loss="mse", steps=1)
     with pytest.raises(ValueError, match="top_down"):
         experiments.retinanet_point(top_down=1, steps=1)
+
+
+def test_stored_confidence_and_fpn_sweeps_are_consistent():
+    conf = experiments.load_sweep(experiments.CONFIDENCE_SWEEP_FILE)
+    backbone = experiments.load_sweep(experiments.BACKBONE_SWEEP_FILE)
+    assert {(p["confidence_target"], p["seed"]) for p in conf["points"]} == {("one", 0), ("iou", 0)}
+    assert conf["budget"]["steps"] == backbone["budget"]["steps"]        # the same budget
+    assert conf["budget"]["eval_scenes"] == backbone["budget"]["eval_scenes"]
+    for p in conf["points"]:
+        assert p["params"] == sum(q.numel() for q in YOLO(width=16).parameters())
+        assert 0 <= p["map_75"] <= 1 and p["map"] <= p["map_50"]
+    fpn = experiments.load_sweep(experiments.FPN_SWEEP_FILE)
+    assert {(p["top_down"], p["seed"]) for p in fpn["points"]} == {(True, 0), (False, 0)}
+    _, targets = held_out_scenes(fpn["budget"]["eval_split"], fpn["budget"]["eval_scenes"])
+    n_objects = sum(len(t["boxes"]) for t in targets)
+    for p in fpn["points"]:
+        assert sum(lv["objects"] for lv in p["levels"]) == n_objects
+        assert all(lv["recall_75"] <= lv["recall_50"] for lv in p["levels"])
+    assert json.loads(json.dumps(fpn)) == fpn
+
+
+def test_merge_sweeps_joins_seeds_of_one_budget_only():
+    def record(seeds, steps=5):
+        return {"experiment": "fpn_sweep", "date": "d", "hardware": "h", "torch": "t", "total_seconds": 1.5,
+                "budget": {"steps": steps, "seeds": seeds}, "points": [{"seed": s} for s in seeds]}
+
+    merged = experiments.merge_sweeps([record([0]), record([1, 2])])
+    assert merged["budget"] == {"steps": 5, "seeds": [0, 1, 2]} and merged["total_seconds"] == 3.0
+    assert [p["seed"] for p in merged["points"]] == [0, 1, 2]
+    assert [run["seeds"] for run in merged["runs"]] == [[0], [1, 2]]
+    assert experiments.merge_sweeps([merged, record([3])])["budget"]["seeds"] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="one budget"):
+        experiments.merge_sweeps([record([0]), record([1], steps=6)])
+    with pytest.raises(ValueError, match="repeat a seed"):
+        experiments.merge_sweeps([record([0]), record([0])])
