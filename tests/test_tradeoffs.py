@@ -209,14 +209,17 @@ def test_retinanet_sweeps_store_one_point_per_seed_and_setting(one_thread, tmp_p
 def test_stored_confidence_and_fpn_sweeps_are_consistent():
     conf = experiments.load_sweep(experiments.CONFIDENCE_SWEEP_FILE)
     backbone = experiments.load_sweep(experiments.BACKBONE_SWEEP_FILE)
-    assert {(p["confidence_target"], p["seed"]) for p in conf["points"]} == {("one", 0), ("iou", 0)}
+    seeds = conf["budget"]["seeds"]
+    assert sorted((p["confidence_target"], p["seed"]) for p in conf["points"]) == \
+        sorted((t, s) for t in ("one", "iou") for s in seeds)
     assert conf["budget"]["steps"] == backbone["budget"]["steps"]        # the same budget
     assert conf["budget"]["eval_scenes"] == backbone["budget"]["eval_scenes"]
     for p in conf["points"]:
         assert p["params"] == sum(q.numel() for q in YOLO(width=16).parameters())
         assert 0 <= p["map_75"] <= 1 and p["map"] <= p["map_50"]
     fpn = experiments.load_sweep(experiments.FPN_SWEEP_FILE)
-    assert {(p["top_down"], p["seed"]) for p in fpn["points"]} == {(True, 0), (False, 0)}
+    assert sorted((p["top_down"], p["seed"]) for p in fpn["points"]) == \
+        sorted((t, s) for t in (True, False) for s in fpn["budget"]["seeds"])
     _, targets = held_out_scenes(fpn["budget"]["eval_split"], fpn["budget"]["eval_scenes"])
     n_objects = sum(len(t["boxes"]) for t in targets)
     for p in fpn["points"]:
