@@ -242,3 +242,10 @@ def test_merge_sweeps_joins_seeds_of_one_budget_only():
         experiments.merge_sweeps([record([0]), record([1], steps=6)])
     with pytest.raises(ValueError, match="repeat a seed"):
         experiments.merge_sweeps([record([0]), record([0])])
+
+
+def test_stored_focal_sweep_has_both_losses_for_every_seed():
+    focal = experiments.load_sweep(experiments.FOCAL_SWEEP_FILE)
+    assert sorted((p["loss"], p["seed"]) for p in focal["points"]) == \
+        sorted((loss, s) for loss in ("focal", "bce") for s in focal["budget"]["seeds"])
+    assert all(p["top_down"] and p["map"] <= p["map_50"] for p in focal["points"])
