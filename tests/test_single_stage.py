@@ -201,6 +201,40 @@ def test_yolo_without_objects_is_the_no_object_loss_of_every_predictor():
     sum(losses.values()).backward()
 
 
+def test_yolo_iou_confidence_target_is_the_detached_iou_of_the_responsible_box():
+    images, targets = _batch(2, size=128)
+    grads, losses = {}, {}
+    for t in ("one", "iou"):
+        model = _model(YOLO, confidence_target=t).train()
+        pred = model.grid(images)
+        conf = pred.confidence.detach().requires_grad_()
+        losses[t] = model.compute_loss(pred._replace(confidence=conf), targets, 128)
+        # the target never carries gradient into the boxes: it is detached
+        assert torch.autograd.grad(losses[t]["loss_objectness"], pred.boxes, retain_graph=True,
+                                   allow_unused=True)[0] is None
+        losses[t]["loss_objectness"].backward()
+        grads[t] = conf.grad * len(images)      # d BCE / d logit = sigmoid(logit) - target
+    for k in ("loss_box_reg", "loss_no_object", "loss_classifier"):
+        assert torch.equal(losses["one"][k], losses["iou"][k])
+    responsible = grads["one"] != 0                                   # (N, S, S, B)
+    p = pred.confidence.detach().sigmoid()
+    assert torch.allclose(grads["one"][responsible], p[responsible] - 1, atol=1e-6)
+    target = p - grads["iou"]
+    n_objects = 0
+    for i, t in enumerate(targets):
+        boxes = t["boxes"][assign_cells(t["boxes"], 16, 128)]
+        for box, (r, c) in zip(boxes, responsible_cells(boxes, 16, 128).tolist()):
+            (b,) = torch.where(responsible[i, r, c])[0].tolist()      # one predictor per object
+            ious = torchvision.ops.box_iou(pred.boxes[i, r, c].detach(), box[None])[:, 0]   # (B,)
+            assert ious[b] == ious.max()                              # the best box is responsible
+            assert abs(target[i, r, c, b] - ious[b]) < 1e-5           # v1: Pr(Object) x IoU
+            n_objects += 1
+    assert int(responsible.sum()) == n_objects > 0
+    assert losses["iou"]["loss_objectness"] != losses["one"]["loss_objectness"]
+    with pytest.raises(ValueError, match="confidence_target"):
+        YOLO(confidence_target="giou")
+
+
 def test_retinanet_without_objects_is_the_focal_loss_of_every_anchor_as_negative():
     images, _ = _batch(2)
     model = _model(RetinaNet).train()
@@ -283,6 +317,31 @@ def test_widget_figures_draw_and_close():
         w.grid_figure(images[0], targets[0], grids[0], 16, 0)
 
 
+def test_grid_figure_keeps_a_zero_size_box_visible_and_says_its_size():
+    from cvcourse.widgets import single_stage as w
+
+    images, targets = _batch(1, size=128)
+    grid = w.grid_outputs(_model(YOLO), images)[0]
+    boxes = grid["boxes"].clone()
+    boxes[3, 4, 0] = torch.tensor([30.0, 20.0, 50.0, 60.0])         # 20 x 40 px
+    boxes[3, 4, 1] = torch.tensor([40.0, 30.0, 40.0, 30.0])         # width and height 0: a point
+    fig = w.grid_figure(images[0], targets[0], {**grid, "boxes": boxes}, 3, 4)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any(t.endswith("20x40 px") for t in texts) and any(t.startswith("box 1") and
+                                                              t.endswith("0x0 px") for t in texts)
+    (marks,) = [line for line in fig.axes[0].lines if line.get_marker() == "x"]
+    assert np.allclose(np.c_[marks.get_xdata(), marks.get_ydata()], [[39.5, 39.5], [39.5, 29.5]])
+
+
+def test_responsible_predictor_is_the_best_overlapping_box_of_the_cell():
+    from cvcourse.models.yolo import responsible_predictors
+
+    cell_boxes = torch.tensor([[[0.0, 0, 10, 10], [0, 0, 20, 20]], [[5, 5, 9, 9], [5, 5, 9, 9]]])
+    boxes = torch.tensor([[0.0, 0, 18, 18], [5, 5, 9, 9]])
+    b, iou = responsible_predictors(cell_boxes, boxes)
+    assert b.tolist() == [1, 0] and torch.allclose(iou, torch.tensor([18 * 18 / 400, 1.0]))  # tie: first
+
+
 def test_widget_loss_shares_agree_with_the_model_and_widgets_build():
     from cvcourse.widgets import single_stage as w
 
@@ -353,3 +412,33 @@ def test_checkpoint_meets_its_bar_on_held_out_scenes(name):
     metrics = get(name).evaluate(pretrained.load(name, device="cpu"), split="test")
     for metric, bar in rec["bar"].items():
         assert metrics[metric] >= bar, f"{name}: {metric} {metrics[metric]:.4f} < bar {bar}"
+
+
+# ------------------------------------------------------------------------------ the pyramid
+def test_fpn_without_top_down_keeps_each_level_to_its_own_map():
+    from cvcourse.models.retinanet import FeaturePyramid
+
+    torch.manual_seed(0)
+    feats = [torch.randn(1, 8, 8, 8), torch.randn(1, 8, 4, 4), torch.randn(1, 8, 2, 2)]
+    changed = [feats[0], feats[1], feats[2] + 1.0]                   # only the coarsest map moves
+    for top_down in (True, False):
+        torch.manual_seed(0)
+        fpn = FeaturePyramid(8, 16, top_down=top_down)
+        a, b = fpn(feats), fpn(changed)
+        assert [tuple(x.shape) for x in a] == [(1, 16, 8, 8), (1, 16, 4, 4), (1, 16, 2, 2)]
+        moved = [not torch.allclose(x, y) for x, y in zip(a, b)]
+        assert moved == ([True, True, True] if top_down else [False, False, True])
+    laterals = [lat(f) for lat, f in zip(fpn.lateral, feats)]         # fpn is the one without
+    assert all(torch.allclose(s(lat), x) for s, lat, x in zip(fpn.smooth, laterals, fpn(feats)))
+    model = _model(RetinaNet, top_down=False)
+    assert model.fpn.top_down is False and _model(RetinaNet).fpn.top_down is True
+
+
+def test_pyramid_levels_send_each_object_to_the_level_of_its_best_anchor():
+    from cvcourse.models.retinanet import pyramid_levels
+
+    model = RetinaNet(width=8, fpn_channels=16)                      # anchors 12-19, 24-38, 48-76 px
+    boxes = torch.tensor([[10.0, 10, 24, 24], [40, 40, 70, 70], [20, 20, 80, 80], [50, 8, 66, 72]])
+    # 14, 30, 60 px squares; a 16 x 64 box: its best anchor is stride 16's 26 x 54 (IoU 0.46)
+    assert pyramid_levels(model, boxes).tolist() == [0, 1, 2, 1]
+    assert pyramid_levels(model, torch.zeros(0, 4)).shape == (0,)

@@ -131,3 +131,121 @@ def test_stored_backbone_sweep_is_consistent():
     for (width, depth), p in points.items():
         assert p["params"] == sum(q.numel() for q in YOLO(width=width, neck_depth=depth).parameters())
     assert json.loads(json.dumps(sweep)) == sweep
+
+
+def test_sweeps_store_one_point_per_seed_and_write_as_they_go(one_thread, tmp_path):
+    out = tmp_path / "confidence.json"
+    r = experiments.confidence_sweep(steps=2, n_eval=2, seeds=(0, 1), log=None, out=out)
+    assert [(p["seed"], p["confidence_target"]) for p in r["points"]] == \
+        [(0, "one"), (0, "iou"), (1, "one"), (1, "iou")]
+    assert experiments.load_sweep(out)["points"] == r["points"]          # written after each point
+    assert r["budget"]["seeds"] == [0, 1] and r["experiment"] == "confidence_sweep"
+    losses = [p["final_loss"] for p in r["points"]]
+    assert len(set(losses)) == 4          # the target and the seed (weights, scenes) both matter
+    sweep = experiments.backbone_sweep([(4, 1)], steps=2, n_eval=2, seeds=(1,), log=None)
+    assert [(p["width"], p["seed"]) for p in sweep["points"]] == [(4, 1)]
+    with pytest.raises(ValueError, match="targets"):
+        experiments.confidence_sweep(["giou"], steps=1, log=None)
+
+
+class _OracleRetinaNet(torch.nn.Module):
+    """A RetinaNet's anchors and strides, detecting each known image's objects shifted by
+    `shift` pixels (score 1)."""
+
+    def __init__(self, images, targets, shift=0.0):
+        super().__init__()
+        from cvcourse.models.retinanet import RetinaNet
+
+        net = RetinaNet(width=4, fpn_channels=16)
+        self.backbone, self.anchor_generator = net.backbone, net.anchor_generator
+        self.images, self.targets, self.shift = images, targets, shift
+
+    def forward(self, images):
+        out = []
+        for im in images:
+            (i,) = [k for k in range(len(self.images)) if torch.equal(self.images[k], im)]
+            t = self.targets[i]
+            out.append({"boxes": t["boxes"] + self.shift, "labels": t["labels"],
+                        "scores": torch.ones(len(t["boxes"]))})
+        return out
+
+
+def test_recall_by_level_counts_found_objects_per_level():
+    from cvcourse.models.retinanet import pyramid_levels
+
+    images, targets = held_out_scenes("val", 12)
+    targets = list(targets)
+    exact = experiments.recall_by_level(_OracleRetinaNet(images, targets), images, targets)
+    boxes = torch.cat([t["boxes"] for t in targets])
+    levels = pyramid_levels(_OracleRetinaNet(images, targets), boxes)
+    assert [r["objects"] for r in exact] == [int((levels == k).sum()) for k in range(3)]
+    assert sum(r["objects"] for r in exact) == len(boxes)
+    for r in exact:
+        if r["objects"]:
+            assert r["recall_50"] == r["recall_75"] == 1.0
+    # shifted by 3 px the small objects drop below IoU 0.75 first; none is found at 0.5 by
+    # a detection 200 px away
+    shifted = experiments.recall_by_level(_OracleRetinaNet(images, targets, 3.0), images, targets)
+    assert shifted[0]["recall_75"] < shifted[0]["recall_50"] and shifted[0]["recall_75"] < shifted[1]["recall_75"]
+    far = experiments.recall_by_level(_OracleRetinaNet(images, targets, 200.0), images, targets)
+    assert all(r["recall_50"] == 0 for r in far if r["objects"])
+
+
+def test_retinanet_sweeps_store_one_point_per_seed_and_setting(one_thread, tmp_path):
+    out = tmp_path / "fpn.json"
+    r = experiments.fpn_sweep(steps=1, n_eval=3, seeds=(0,), log=None, out=out)
+    assert [(p["top_down"], p["loss"], p["seed"]) for p in r["points"]] == [(True, "focal", 0), (False, "focal", 0)]
+    assert experiments.load_sweep(out)["points"] == r["points"]
+    assert r["points"][0]["final_loss"] != r["points"][1]["final_loss"]
+    focal = experiments.focal_sweep(steps=1, n_eval=2, seeds=(1,), log=None)
+    assert [(p["loss"], p["seed"]) for p in focal["points"]] == [("focal", 1), ("bce", 1)]
+    assert focal["budget"]["eval_split"] == "test" and focal["experiment"] == "focal_sweep"
+    with pytest.raises(ValueError, match="loss"):
+        experiments.retinanet_point(loss="mse", steps=1)
+    with pytest.raises(ValueError, match="top_down"):
+        experiments.retinanet_point(top_down=1, steps=1)
+
+
+def test_stored_confidence_and_fpn_sweeps_are_consistent():
+    conf = experiments.load_sweep(experiments.CONFIDENCE_SWEEP_FILE)
+    backbone = experiments.load_sweep(experiments.BACKBONE_SWEEP_FILE)
+    seeds = conf["budget"]["seeds"]
+    assert sorted((p["confidence_target"], p["seed"]) for p in conf["points"]) == \
+        sorted((t, s) for t in ("one", "iou") for s in seeds)
+    assert conf["budget"]["steps"] == backbone["budget"]["steps"]        # the same budget
+    assert conf["budget"]["eval_scenes"] == backbone["budget"]["eval_scenes"]
+    for p in conf["points"]:
+        assert p["params"] == sum(q.numel() for q in YOLO(width=16).parameters())
+        assert 0 <= p["map_75"] <= 1 and p["map"] <= p["map_50"]
+    fpn = experiments.load_sweep(experiments.FPN_SWEEP_FILE)
+    assert sorted((p["top_down"], p["seed"]) for p in fpn["points"]) == \
+        sorted((t, s) for t in (True, False) for s in fpn["budget"]["seeds"])
+    _, targets = held_out_scenes(fpn["budget"]["eval_split"], fpn["budget"]["eval_scenes"])
+    n_objects = sum(len(t["boxes"]) for t in targets)
+    for p in fpn["points"]:
+        assert sum(lv["objects"] for lv in p["levels"]) == n_objects
+        assert all(lv["recall_75"] <= lv["recall_50"] for lv in p["levels"])
+    assert json.loads(json.dumps(fpn)) == fpn
+
+
+def test_merge_sweeps_joins_seeds_of_one_budget_only():
+    def record(seeds, steps=5):
+        return {"experiment": "fpn_sweep", "date": "d", "hardware": "h", "torch": "t", "total_seconds": 1.5,
+                "budget": {"steps": steps, "seeds": seeds}, "points": [{"seed": s} for s in seeds]}
+
+    merged = experiments.merge_sweeps([record([0]), record([1, 2])])
+    assert merged["budget"] == {"steps": 5, "seeds": [0, 1, 2]} and merged["total_seconds"] == 3.0
+    assert [p["seed"] for p in merged["points"]] == [0, 1, 2]
+    assert [run["seeds"] for run in merged["runs"]] == [[0], [1, 2]]
+    assert experiments.merge_sweeps([merged, record([3])])["budget"]["seeds"] == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="one budget"):
+        experiments.merge_sweeps([record([0]), record([1], steps=6)])
+    with pytest.raises(ValueError, match="repeat a seed"):
+        experiments.merge_sweeps([record([0]), record([0])])
+
+
+def test_stored_focal_sweep_has_both_losses_for_every_seed():
+    focal = experiments.load_sweep(experiments.FOCAL_SWEEP_FILE)
+    assert sorted((p["loss"], p["seed"]) for p in focal["points"]) == \
+        sorted((loss, s) for loss in ("focal", "bce") for s in focal["budget"]["seeds"])
+    assert all(p["top_down"] and p["map"] <= p["map_50"] for p in focal["points"])

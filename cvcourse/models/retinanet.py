@@ -41,7 +41,8 @@ from ..ops.matching import Matcher
 from .backbone import MultiScaleBackbone
 from .checks import check_detection_inputs, targets_to
 
-__all__ = ["RetinaNet", "FeaturePyramid", "classification_loss", "loss_shares", "prior_bias"]
+__all__ = ["RetinaNet", "FeaturePyramid", "classification_loss", "loss_shares", "prior_bias",
+           "pyramid_levels"]
 
 LOSSES = ("focal", "bce")
 
@@ -64,18 +65,27 @@ def classification_loss(logits: Tensor, targets: Tensor, loss: str = "focal",
 
 
 class FeaturePyramid(nn.Module):
-    """FPN: 1x1 laterals to `channels`, top-down nearest upsampling + add, 3x3 smoothing."""
+    """FPN (Lin et al., 2017): 1x1 laterals, top-down nearest upsampling + add, 3x3 smoothing.
 
-    def __init__(self, in_channels: int, channels: int, levels: int = 3):
+    Args:
+        in_channels: channels of every backbone map.
+        channels: channels of every pyramid map.
+        levels: number of maps, finest first.
+        top_down: False drops the top-down pathway (each level is its own lateral, smoothed):
+            the ablation that measures what the coarse levels' context adds to the fine ones.
+    """
+
+    def __init__(self, in_channels: int, channels: int, levels: int = 3, top_down: bool = True):
         super().__init__()
+        self.top_down = top_down
         self.lateral = nn.ModuleList(nn.Conv2d(in_channels, channels, 1) for _ in range(levels))
         self.smooth = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1)
                                     for _ in range(levels))
 
     def forward(self, features: list[Tensor]) -> list[Tensor]:
         """The pyramid: one ``[N, out_channels, h_l, w_l]`` map per input level."""
-        laterals = [lat(f) for lat, f in zip(self.lateral, features)]
-        for i in range(len(laterals) - 2, -1, -1):               # coarse to fine
+        laterals = [lat(f) for lat, f in zip(self.lateral, features)]   # (N, channels, h_l, w_l)
+        for i in range(len(laterals) - 2, -1, -1) if self.top_down else ():   # coarse to fine
             laterals[i] = laterals[i] + F.interpolate(laterals[i + 1], size=laterals[i].shape[-2:],
                                                       mode="nearest")
         return [s(p) for s, p in zip(self.smooth, laterals)]
@@ -107,6 +117,7 @@ class RetinaNet(nn.Module):
         head_norm: GroupNorm after each hidden subnet conv.
         fpn: False puts the subnets straight on the backbone's maps (then fpn_channels must
             equal 4 * width).
+        top_down: the pyramid's top-down pathway (False: laterals and smoothing only).
         anchor_sizes: per pyramid level, the anchor sizes (px).
         aspect_ratios: for all levels.
         loss: "focal" or "bce".
@@ -123,6 +134,7 @@ class RetinaNet(nn.Module):
 
     def __init__(self, num_classes: int = 3, width: int = 16, fpn_channels: int = 64,
                  head_depth: int = 2, head_norm: bool = False, fpn: bool = True,
+                 top_down: bool = True,
                  anchor_sizes: Sequence[Sequence[float]] = ((12, 15, 19), (24, 30, 38),
                                                             (48, 60, 76)),
                  aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0), loss: str = "focal",
@@ -138,7 +150,7 @@ class RetinaNet(nn.Module):
             raise ValueError(f"anchor_sizes needs one tuple per level "
                              f"({len(self.backbone.strides)}), got {len(anchor_sizes)}")
         if fpn:
-            self.fpn = FeaturePyramid(self.backbone.out_channels, fpn_channels)
+            self.fpn = FeaturePyramid(self.backbone.out_channels, fpn_channels, top_down=top_down)
         elif fpn_channels == self.backbone.out_channels:
             self.fpn = nn.Identity()                          # heads straight on the backbone's maps
         else:
@@ -305,3 +317,24 @@ def loss_shares(model: RetinaNet, images: Tensor, targets: list[dict[str, Tensor
         "n_easy_negatives": int(easy_neg.sum()), "n_hard_negatives": int(hard_neg.sum()),
         "n_positives": int(pos.sum()),
     }
+
+
+@torch.no_grad()
+def pyramid_levels(model: RetinaNet, boxes: Tensor, image_size: int = 128) -> Tensor:
+    """The pyramid level that serves each object: the level of its best-IoU anchor.
+
+    Args:
+        model: a RetinaNet (its anchor sizes and strides are used, not its weights).
+        boxes: Tensor[G, 4] xyxy objects in pixels.
+        image_size: side of the square image.
+
+    Returns:
+        Tensor[G] int64: 0 for stride 8 (the finest map), 1 for stride 16, 2 for stride 32.
+    """
+    strides = model.backbone.strides
+    per_level = model.anchor_generator.grid_anchors(
+        [(image_size // s, image_size // s) for s in strides], [(s, s) for s in strides])
+    level = torch.cat([torch.full((len(a),), i) for i, a in enumerate(per_level)])   # (A,)
+    if len(boxes) == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    return level[box_iou(boxes.float(), torch.cat(per_level)).argmax(1)]

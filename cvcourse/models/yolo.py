@@ -18,7 +18,10 @@ of v1's squared errors on probabilities, and confidence biases that start at
 * ``loss_box_reg``: ``lambda_coord * sum [(x - x^)^2 + (y - y^)^2 + (sqrt w - sqrt w^)^2
   + (sqrt h - sqrt h^)^2]`` over responsible predictors (of the B boxes in the responsible
   cell, the one whose prediction has the highest IoU with the object);
-* ``loss_objectness``: BCE of the responsible predictors' confidences with target 1;
+* ``loss_objectness``: BCE of the responsible predictors' confidences with target 1
+  (``confidence_target="one"``, the default), or with target the IoU of the predictor's box
+  with the true box (``"iou"``, YOLO v1's target: "Pr(Object) x IOU"; the IoU is detached,
+  a target, not a path for gradients into the box);
 * ``loss_no_object``: ``lambda_noobj`` x BCE of every other predictor's confidence with 0;
 * ``loss_classifier``: cross-entropy of the responsible cells' class scores;
 
@@ -47,7 +50,7 @@ from ..ops.boxes import batched_nms, check_boxes, clip_boxes_to_image, paired_io
 from .backbone import conv_backbone, conv_bn_relu
 from .checks import check_detection_inputs, targets_to
 
-__all__ = ["YOLO", "GridPredictions", "assign_cells", "responsible_cells"]
+__all__ = ["YOLO", "GridPredictions", "assign_cells", "responsible_cells", "responsible_predictors"]
 
 
 def responsible_cells(boxes: Tensor, grid_size: int, image_size: int) -> Tensor:
@@ -87,6 +90,22 @@ def assign_cells(boxes: Tensor, grid_size: int, image_size: int) -> Tensor:
     return order[~beaten]
 
 
+def responsible_predictors(cell_boxes: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+    """Of the B boxes predicted by each object's responsible cell, the one that overlaps it best.
+
+    Args:
+        cell_boxes (Tensor[K, B, 4]): the B predicted xyxy boxes of each object's cell.
+        boxes (Tensor[K, 4]): the objects' xyxy boxes.
+
+    Returns:
+        (Tensor[K] int64, Tensor[K]): the responsible predictor b in [0, B) and its IoU with
+        the object (detached: a choice and a target, not a path for gradients).
+    """
+    ious = paired_iou(cell_boxes.detach(), boxes[:, None])       # (K, B)
+    b = ious.argmax(dim=1)                                        # ties: the first predictor
+    return b, ious[torch.arange(len(b), device=b.device), b]
+
+
 class GridPredictions(NamedTuple):
     """The raw output of the grid, decoded: S x S cells, B boxes per cell, C classes."""
     xy: Tensor             # (N, S, S, B, 2) centre offsets inside the cell, in [0, 1]
@@ -112,13 +131,23 @@ class YOLO(nn.Module):
         detections_per_img: inference: most detections kept per image.
         neck_depth: 3x3 conv-BN-ReLU layers between the backbone and the head (the
             trade-offs chapter's depth sweep varies it).
+        confidence_target: what a responsible predictor's confidence is trained towards:
+            "one" (BCE to 1) or "iou" (BCE to the detached IoU of its box with the true box,
+            YOLO v1's target).
     """
+
+    CONFIDENCE_TARGETS = ("one", "iou")
 
     def __init__(self, num_classes: int = 3, width: int = 24, stride: int = 8,
                  boxes_per_cell: int = 2, lambda_coord: float = 5.0, lambda_noobj: float = 0.5,
                  prior: float = 0.01, score_thresh: float = 0.05, nms_thresh: float = 0.5,
-                 detections_per_img: int = 100, neck_depth: int = 2):
+                 detections_per_img: int = 100, neck_depth: int = 2,
+                 confidence_target: str = "one"):
         super().__init__()
+        if confidence_target not in self.CONFIDENCE_TARGETS:
+            raise ValueError(f"confidence_target must be one of {self.CONFIDENCE_TARGETS}, "
+                             f"got {confidence_target!r}")
+        self.confidence_target = confidence_target
         if not isinstance(neck_depth, int) or neck_depth < 0:
             raise ValueError(f"neck_depth must be an int >= 0, got {neck_depth!r}")
         if boxes_per_cell < 1 or num_classes < 1:
@@ -164,6 +193,7 @@ class YOLO(nn.Module):
         n, s = pred.confidence.shape[:2]
         coord, cls = [], []
         responsible = torch.zeros_like(pred.confidence, dtype=torch.bool)  # (N, S, S, B)
+        target = torch.zeros_like(pred.confidence)                         # (N, S, S, B)
         for i, t in enumerate(targets):                    # a loop over the images of the batch
             boxes, labels = t["boxes"], t["labels"]
             if len(boxes) == 0:
@@ -171,9 +201,9 @@ class YOLO(nn.Module):
             keep = assign_cells(boxes, s, image_size)      # one object per cell
             boxes, labels = boxes[keep], labels[keep]
             r, c = responsible_cells(boxes, s, image_size).unbind(1)     # (K,), (K,)
-            ious = paired_iou(pred.boxes[i, r, c].detach(), boxes[:, None])  # (K, B)
-            b = ious.argmax(dim=1)                         # the responsible predictor
+            b, iou = responsible_predictors(pred.boxes[i, r, c], boxes)    # (K,), (K,)
             responsible[i, r, c, b] = True
+            target[i, r, c, b] = iou if self.confidence_target == "iou" else 1.0
             cell = image_size / s
             xy_t = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2 / cell - c,
                                 (boxes[:, 1] + boxes[:, 3]) / 2 / cell - r], dim=1)   # (K, 2)
@@ -182,7 +212,7 @@ class YOLO(nn.Module):
                          + ((pred.sqrt_wh[i, r, c, b] - wh_t) ** 2).sum())
             cls.append(F.cross_entropy(pred.class_logits[i, r, c], labels - 1, reduction="sum"))
         zero = pred.confidence.sum() * 0                   # keeps the graph when there is no object
-        bce = F.binary_cross_entropy_with_logits(pred.confidence, responsible.to(pred.confidence),
+        bce = F.binary_cross_entropy_with_logits(pred.confidence, target,
                                                  reduction="none")          # (N, S, S, B)
         return {
             "loss_box_reg": self.lambda_coord * (sum(coord) + zero) / n,

@@ -108,9 +108,15 @@ def grid_figure(image: torch.Tensor, target: dict, grid: dict | None = None, row
         conf, pred = grid["confidence"][row, col], grid["boxes"][row, col]   # (B,), (B, 4)
         ax.add_collection(LineCollection(_cell_outlines(pred.clamp(0, size)), colors="yellow",
                                          linewidths=1.4, linestyles="--"))
+        # a box of width or height 0 (a negative sqrt output, clamped) outlines as a line or
+        # a point: its centre marker and its size in the label keep it visible
+        centres = ((pred[:, :2] + pred[:, 2:]) / 2).clamp(0, size - 1) - 0.5         # (B, 2)
+        ax.plot(centres[:, 0].numpy(), centres[:, 1].numpy(), "x", color="yellow", ms=6, mew=1.5)
         for b, (box, p) in enumerate(zip(pred.tolist(), conf.tolist())):
-            ax.text(min(max(box[0], 0), size - 30), min(max(box[3], 8), size - 1), f"box {b}: {p:.2f}",
-                    color="yellow", fontsize=7, va="top", bbox=dict(facecolor="black", alpha=0.6, pad=1, lw=0))
+            w, h = box[2] - box[0], box[3] - box[1]
+            ax.text(min(max(box[0], 0), size - 58), min(max(box[3], 8), size - 1),
+                    f"box {b}: {p:.2f}, {w:.0f}x{h:.0f} px", color="yellow", fontsize=7, va="top",
+                    bbox=dict(facecolor="black", alpha=0.6, pad=1, lw=0))
     ax.set_xlim(-0.5, size - 0.5)
     ax.set_ylim(size - 0.5, -0.5)
     ax.set_axis_off()
