@@ -146,3 +146,17 @@ def test_astronaut_face_box_inside_the_person_box():
     assert (face[0, :2] >= person[:2]).all() and (face[0, 2:] <= person[2:]).all()
     assert photos.faces("coffee").shape == (0, 4)
     assert "face" not in photos.COCO_IDS       # the COCO objects stay COCO classes
+
+
+def test_load_resized_scales_image_and_boxes_together():
+    small, t = photos.load_resized("motorcycle", 256)
+    assert small.shape == (3, 173, 256) and small.dtype == torch.float32
+    assert 0.0 <= float(small.min()) and float(small.max()) <= 1.0
+    full = photos.targets("motorcycle")
+    assert torch.allclose(t["boxes"][:, 0::2], full["boxes"][:, 0::2] * 256 / 741)
+    assert torch.allclose(t["boxes"][:, 1::2], full["boxes"][:, 1::2] * 173 / 500)
+    assert torch.equal(t["labels"], full["labels"])
+    # the mean colour survives the resize (antialiased: no aliasing of fine detail)
+    assert torch.allclose(small.mean((1, 2)), photos.load("motorcycle").mean((1, 2)), atol=0.01)
+    with pytest.raises(ValueError, match="max_side"):
+        photos.load_resized("motorcycle", 0)

@@ -11,6 +11,7 @@ be scored on them with `cvcourse.metrics.mean_average_precision`.
 - `info`: one photo's source, license, description, size and objects.
 - `load`: the image as float32 (3, H, W) in [0, 1].
 - `targets`: its objects in torchvision's detection target format.
+- `load_resized`: a smaller copy and its scaled targets (for slow pixel-level methods).
 - `masks`: instance masks rasterised from the hand-drawn polygons (photos that have them).
 - `faces`: annotated face boxes (not a COCO class; for the face-cascade chapter).
 - `photos_figure`: every photo with its boxes.
@@ -183,6 +184,35 @@ def targets(name: str) -> dict:
     boxes = torch.tensor([o["box"] for o in objects], dtype=torch.float32).reshape(-1, 4)  # (N, 4)
     labels = torch.tensor([COCO_IDS[o["label"]] for o in objects], dtype=torch.int64)     # (N,)
     return {"boxes": boxes, "labels": labels, "names": [o["label"] for o in objects]}
+
+
+def load_resized(name: str, max_side: int) -> tuple[torch.Tensor, dict]:
+    """A photo shrunk so that its longer side is `max_side` pixels, with its targets scaled.
+
+    Slow pixel-level methods (selective search) run on the small image in a few seconds.
+    The image is resized with antialiased bilinear interpolation; the boxes are multiplied
+    by the same factor per axis (new size / old size).
+
+    Args:
+        name: one of `names()`.
+        max_side: the longer side of the result, in pixels (a positive int).
+
+    Returns:
+        (image float32 (3, h, w) in [0, 1], targets as `targets(name)` with scaled "boxes").
+    """
+    import torch.nn.functional as F
+
+    if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 1:
+        raise ValueError(f"max_side must be a positive int, got {max_side!r}")
+    image = load(name)                                                  # (3, H, W)
+    h, w = image.shape[1:]
+    scale = max_side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = F.interpolate(image[None], size=size, mode="bilinear", antialias=True,
+                          align_corners=False)[0].clamp(0, 1)          # (3, h, w)
+    t = targets(name)
+    factor = torch.tensor([size[1] / w, size[0] / h] * 2)              # x, y, x, y
+    return small.contiguous(), {**t, "boxes": t["boxes"] * factor}
 
 
 def has_masks(name: str) -> bool:
