@@ -160,3 +160,29 @@ def test_load_resized_scales_image_and_boxes_together():
     assert torch.allclose(small.mean((1, 2)), photos.load("motorcycle").mean((1, 2)), atol=0.01)
     with pytest.raises(ValueError, match="max_side"):
         photos.load_resized("motorcycle", 0)
+
+
+def test_scene_of_a_photo_matches_the_shapes_scene_format():
+    scene = photos.scene("coffee")
+    assert scene["class_names"] == ["background", "cup", "spoon"]
+    assert scene["labels"].tolist() == [1, 2] and scene["labels"].dtype == torch.int64
+    assert scene["semantic"].shape == (400, 600) and scene["semantic"].dtype == torch.int64
+    # the semantic map is the union of the instance masks, class by class
+    for k, label in enumerate(scene["labels"].tolist()):
+        assert torch.equal(scene["semantic"] == label, scene["masks"][k])
+    assert int((scene["semantic"] == 0).sum()) == 400 * 600 - int(scene["masks"].sum())
+    with pytest.raises(ValueError, match="photo with polygons"):
+        photos.scene("astronaut")
+
+
+def test_photo_tasks_figure_draws_the_four_outputs():
+    from cvcourse.widgets.tasks import TASKS, output_shapes, photo_tasks_figure, task_outputs
+
+    scene = photos.scene("coffee")
+    assert task_outputs(scene)["classification"]["label"] == 1          # the cup covers most
+    assert output_shapes(scene)["instance segmentation"] == "masks [2, 400, 600], labels [2]"
+    fig = photo_tasks_figure("coffee")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 1 + len(TASKS) and 'classification: "cup"' in titles[1]
+    assert len(fig.axes[3].patches) == 2                                # two boxes
+    assert fig.axes[2].get_legend() is not None

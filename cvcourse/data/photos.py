@@ -13,6 +13,8 @@ be scored on them with `cvcourse.metrics.mean_average_precision`.
 - `targets`: its objects in torchvision's detection target format.
 - `load_resized`: a smaller copy and its scaled targets (for slow pixel-level methods).
 - `masks`: instance masks rasterised from the hand-drawn polygons (photos that have them).
+- `scene`: a photo with polygons as a shapes-style scene (image, boxes, labels, masks,
+  semantic map), for the tasks chapter's figure.
 - `faces`: annotated face boxes (not a COCO class; for the face-cascade chapter).
 - `photos_figure`: every photo with its boxes.
 """
@@ -248,6 +250,31 @@ def masks(name: str) -> torch.Tensor:
     for i in range(len(stack) - 1):
         stack[i] &= ~stack[i + 1:].any(0)                             # hidden behind later ones
     return stack
+
+
+def scene(name: str) -> dict:
+    """A photo with polygons in the format of the shapes scenes (`cvcourse.data.make_scene`).
+
+    Args:
+        name: one of `names()` for which `has_masks(name)` is True.
+
+    Returns:
+        dict with "image" float32 (3, H, W), "boxes" float32 (N, 4), "labels" int64 (N,)
+        indices into "class_names" (``["background", *the photo's classes]``), "masks" bool
+        (N, H, W) and "semantic" int64 (H, W) (0 = background).
+
+    Raises:
+        ValueError: `name` is unknown or its objects have no polygons.
+    """
+    instance_masks = masks(name)                                        # (N, H, W) bool
+    t = targets(name)
+    class_names = ["background", *dict.fromkeys(t["names"])]           # in order, unique
+    labels = torch.tensor([class_names.index(n) for n in t["names"]], dtype=torch.int64)
+    semantic = torch.zeros(instance_masks.shape[1:], dtype=torch.int64)   # (H, W)
+    for mask, label in zip(instance_masks, labels):
+        semantic[mask] = label                                          # masks are disjoint
+    return {"image": load(name), "boxes": t["boxes"], "labels": labels, "masks": instance_masks,
+            "semantic": semantic, "class_names": class_names}
 
 
 def faces(name: str) -> torch.Tensor:
