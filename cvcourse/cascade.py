@@ -1,5 +1,7 @@
 """A boosted cascade of cheap features: the sliding window that worked (Viola and Jones, 2001).
 
+Shown in the chapter "Many objects: why a fixed output breaks, and sliding windows".
+
 A cascade classifies every window of an image with a sequence of *stages*. Each stage sums
 the votes of a few weak classifiers (decision stumps on one cheap feature each) and rejects
 the window as soon as the sum falls below the stage's threshold; only windows that pass
