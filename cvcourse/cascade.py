@@ -259,7 +259,7 @@ def cascade_figure(image, result: dict, detections=None, annotations=None,
         exit_stage, minlength=n_stages + 1)[:n_stages])])               # (n_stages + 1,)
     ax_bar.bar(np.arange(n_stages + 1), reached, color="tab:blue")
     ax_bar.set_yscale("log")
-    ax_bar.set_xlabel("stage (0 = before the first; 20 = passed all)")
+    ax_bar.set_xlabel(f"stages passed ({n_stages} = all: a detection)")
     ax_bar.set_ylabel("windows still in")
     ax_bar.set_title(f"{len(exit_stage):,} windows scanned", fontsize=9)
     return fig
