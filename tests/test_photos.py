@@ -90,3 +90,99 @@ def test_photos_figure_draws_every_photo_and_box():
         photos.photos_figure(ncols=0)
     with pytest.raises(ValueError, match="size"):
         photos.photos_figure(size=-1)
+
+
+def test_coffee_masks_fit_inside_their_boxes_and_do_not_overlap():
+    assert photos.has_masks("coffee") and not photos.has_masks("motorcycle")
+    masks = photos.masks("coffee")
+    meta = photos.info("coffee")
+    h, w = meta["size"]
+    assert masks.dtype == torch.bool and masks.shape == (len(meta["objects"]), h, w)
+    assert int(masks.sum(0).max()) == 1, "visible masks must not overlap"
+    for mask, obj in zip(masks, meta["objects"]):
+        x1, y1, x2, y2 = obj["box"]
+        ys, xs = torch.nonzero(mask, as_tuple=True)
+        assert int(xs.min()) >= x1 and int(xs.max()) < x2 and int(ys.min()) >= y1 and int(ys.max()) < y2
+        # the polygon reaches every side of its hand-drawn box (within 5 px; the cup's
+        # right side is hidden behind the spoon)
+        assert int(xs.min()) - x1 <= 5 and int(ys.min()) - y1 <= 5 and y2 - 1 - int(ys.max()) <= 5
+        # and fills a good part of it (a cup or a spoon, not a sliver)
+        assert float(mask.sum()) / ((x2 - x1) * (y2 - y1)) > 0.25, obj["label"]
+
+
+def _segments_cross(p, q, r, s):
+    """Whether segments pq and rs properly intersect (orientation test)."""
+    def orient(a, b, c):
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+    return (orient(p, q, r) * orient(p, q, s) < 0) and (orient(r, s, p) * orient(r, s, q) < 0)
+
+
+@pytest.mark.parametrize("name", [n for n in photos.names() if photos.has_masks(n)])
+def test_polygons_are_simple_and_inside_the_image(name):
+    h, w = photos.info(name)["size"]
+    for obj in photos.info(name)["objects"]:
+        pts = obj["polygon"]
+        n = len(pts)
+        assert n >= 3 and all(0 <= x <= w and 0 <= y <= h for x, y in pts)
+        edges = [(pts[i], pts[(i + 1) % n]) for i in range(n)]
+        for i in range(n):
+            for j in range(i + 2, n):
+                if i == 0 and j == n - 1:
+                    continue                                  # neighbours share a vertex
+                assert not _segments_cross(*edges[i], *edges[j]), (obj["label"], i, j)
+        area = sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in edges) / 2   # shoelace
+        assert abs(area) > 100, obj["label"]
+
+
+def test_masks_of_a_photo_without_polygons_is_a_clear_error():
+    with pytest.raises(ValueError, match="photo with polygons .*coffee"):
+        photos.masks("motorcycle")
+
+
+def test_astronaut_face_box_inside_the_person_box():
+    face = photos.faces("astronaut")
+    assert face.dtype == torch.float32 and face.shape == (1, 4)
+    person = photos.targets("astronaut")["boxes"][0]
+    assert (face[0, :2] >= person[:2]).all() and (face[0, 2:] <= person[2:]).all()
+    assert photos.faces("coffee").shape == (0, 4)
+    assert "face" not in photos.COCO_IDS       # the COCO objects stay COCO classes
+
+
+def test_load_resized_scales_image_and_boxes_together():
+    small, t = photos.load_resized("motorcycle", 256)
+    assert small.shape == (3, 173, 256) and small.dtype == torch.float32
+    assert 0.0 <= float(small.min()) and float(small.max()) <= 1.0
+    full = photos.targets("motorcycle")
+    assert torch.allclose(t["boxes"][:, 0::2], full["boxes"][:, 0::2] * 256 / 741)
+    assert torch.allclose(t["boxes"][:, 1::2], full["boxes"][:, 1::2] * 173 / 500)
+    assert torch.equal(t["labels"], full["labels"])
+    # the mean colour survives the resize (antialiased: no aliasing of fine detail)
+    assert torch.allclose(small.mean((1, 2)), photos.load("motorcycle").mean((1, 2)), atol=0.01)
+    with pytest.raises(ValueError, match="max_side"):
+        photos.load_resized("motorcycle", 0)
+
+
+def test_scene_of_a_photo_matches_the_shapes_scene_format():
+    scene = photos.scene("coffee")
+    assert scene["class_names"] == ["background", "cup", "spoon"]
+    assert scene["labels"].tolist() == [1, 2] and scene["labels"].dtype == torch.int64
+    assert scene["semantic"].shape == (400, 600) and scene["semantic"].dtype == torch.int64
+    # the semantic map is the union of the instance masks, class by class
+    for k, label in enumerate(scene["labels"].tolist()):
+        assert torch.equal(scene["semantic"] == label, scene["masks"][k])
+    assert int((scene["semantic"] == 0).sum()) == 400 * 600 - int(scene["masks"].sum())
+    with pytest.raises(ValueError, match="photo with polygons"):
+        photos.scene("astronaut")
+
+
+def test_photo_tasks_figure_draws_the_four_outputs():
+    from cvcourse.widgets.tasks import TASKS, output_shapes, photo_tasks_figure, task_outputs
+
+    scene = photos.scene("coffee")
+    assert task_outputs(scene)["classification"]["label"] == 1          # the cup covers most
+    assert output_shapes(scene)["instance segmentation"] == "masks [2, 400, 600], labels [2]"
+    fig = photo_tasks_figure("coffee")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 1 + len(TASKS) and 'classification: "cup"' in titles[1]
+    assert len(fig.axes[3].patches) == 2                                # two boxes
+    assert fig.axes[2].get_legend() is not None

@@ -216,7 +216,7 @@ def proposals_figure(image: Tensor, proposals: Tensor, target: dict,
         iou = box_iou(target["boxes"], props)                    # (G, c)
         for k, lab in enumerate(target["labels"].tolist()):
             _outlines(ax, target["boxes"][k], "white", 1.2, linestyle="--")
-            _outlines(ax, props[iou[k].argmax()], viz.CLASS_COLORS[lab], 2.2)
+            _outlines(ax, props[iou[k].argmax()], viz.CLASS_COLORS[lab % len(viz.CLASS_COLORS)], 2.2)
         viz.set_title(ax, f"first {len(props)}: best IoU " +
                       ", ".join(f"{v:.2f}" for v in iou.max(1).values.tolist()), fontsize=8)
     return fig

@@ -18,8 +18,9 @@ def task_outputs(scene: dict) -> dict:
     a classifier must pick one even when several objects are present);
     semantic segmentation: ``[H, W]`` class per pixel; object detection: boxes ``[N, 4]`` +
     labels ``[N]``; instance segmentation: masks ``[N, H, W]`` + labels ``[N]``.
+    The labels index ``scene["class_names"]`` when the scene has it (a photo), else `CLASSES`.
     """
-    areas = torch.zeros(len(CLASSES), dtype=torch.long)
+    areas = torch.zeros(len(scene.get("class_names", CLASSES)), dtype=torch.long)
     areas.index_add_(0, scene["labels"], scene["masks"].flatten(1).sum(1))
     return {
         "classification": {"label": int(areas[1:].argmax()) + 1},
@@ -43,13 +44,15 @@ def draw_task(scene: dict, task: str, ax) -> Figure:
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     out, shape = task_outputs(scene), output_shapes(scene)[task]
+    class_names = scene.get("class_names", CLASSES)
     title = f"{task}\n{shape}"
     if task == "classification":
-        viz.show_image(scene["image"], ax=ax, title=f"{task}: \"{CLASSES[out[task]['label']]}\"\n{shape}")
+        viz.show_image(scene["image"], ax=ax,
+                       title=f"{task}: \"{class_names[out[task]['label']]}\"\n{shape}")
     elif task == "semantic segmentation":
-        viz.show_semantic(scene["semantic"], CLASSES, ax=ax, title=title)
+        viz.show_semantic(scene["semantic"], class_names, ax=ax, title=title)
     elif task == "object detection":
-        viz.draw_boxes(scene["image"], scene["boxes"], scene["labels"], class_names=CLASSES,
+        viz.draw_boxes(scene["image"], scene["boxes"], scene["labels"], class_names=class_names,
                        ax=ax, title=title)
     else:
         viz.overlay_masks(scene["image"], scene["masks"], ax=ax, title=title)
@@ -65,6 +68,23 @@ def tasks_figure(index: int = 0, task: str = "all", split: str = "test", size: i
     fig, axes = viz.image_row(1 + len(shown), size=2.6)
     viz.show_image(scene["image"], ax=axes[0], title=f"{split} scene {index}: image [3, {size}, {size}]")
     for ax, t in zip(axes[1:], shown):
+        draw_task(scene, t, ax)
+    return fig
+
+
+def photo_tasks_figure(name: str = "coffee") -> Figure:
+    """A real photograph and the four outputs, drawn from its hand-made annotations.
+
+    Args:
+        name: a photo of `cvcourse.data.photos` with polygon masks (`photos.has_masks`).
+    """
+    from ..data import photos
+
+    scene = photos.scene(name)
+    h, w = scene["image"].shape[1:]
+    fig, axes = viz.image_row(1 + len(TASKS), size=2.8)
+    viz.show_image(scene["image"], ax=axes[0], title=f"photo '{name}': image [3, {h}, {w}]")
+    for ax, t in zip(axes[1:], TASKS):
         draw_task(scene, t, ax)
     return fig
 
