@@ -260,3 +260,21 @@ def test_vit_adapter_returns_torchvision_vits_attention():
     rollout, last = attention_rollout(attn), cls_attention(attn, -1)
     assert rollout.shape == last.shape == (2, 14, 14)
     assert upsample_to_image(rollout, 224).shape == (2, 224, 224)
+
+
+def test_pages_workflow_builds_with_downloads_and_caches_the_weights():
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    jobs = yaml.safe_load((root / ".github" / "workflows" / "book.yml").read_text())["jobs"]
+    build = jobs["build"]
+    assert build["env"]["CVCOURSE_DOWNLOADS"] != "0" and build["env"]["TORCH_HOME"]
+    caches = [s for s in build["steps"] if str(s.get("uses", "")).startswith("actions/cache@")]
+    assert caches and caches[0]["with"]["path"] == "${{ env.TORCH_HOME }}/hub/checkpoints"
+    names = [s.get("name", "") for s in build["steps"]]
+    assert names.index(caches[0]["name"]) < next(i for i, n in enumerate(names) if n.startswith("Build the book"))
+    tests = next(s for s in jobs["tests"]["steps"] if "pytest" in s.get("run", ""))
+    assert tests["env"]["CVCOURSE_DOWNLOADS"] == "0"
+    assert "CVCOURSE_DOWNLOADS=0" in (root / "README.md").read_text()
