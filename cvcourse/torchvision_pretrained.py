@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from . import metrics, viz
 from .data import photos
 from .inference import evaluating
+from .interpret._common import model_device
 
 # The models the chapters run, with the builder arguments that pretrained weights imply (so
 # that weights=None gives exactly the architecture the weights are loaded into).
@@ -237,7 +238,7 @@ def photo_batch(names: Sequence[str], size: int = 224) -> tuple[Tensor, Tensor]:
 def top_classes(model: nn.Module, images: Tensor, names: Sequence[str], k: int = 3) -> list[list[tuple[str, float]]]:
     """The `k` most probable classes of a pixel-input classifier, per image: ``[(name, p), ...]``."""
     with evaluating(model), torch.no_grad():
-        probs = model(images).softmax(1)                                # (B, classes)
+        probs = model(images.to(model_device(model, images.device))).softmax(1).cpu()   # (B, classes)
     top = probs.topk(k, dim=1)
     return [[(names[i], float(p)) for p, i in zip(ps.tolist(), idx.tolist())] for ps, idx in zip(*top)]
 
@@ -248,13 +249,13 @@ def segment_photos(model: nn.Module, names: Sequence[str], size: int = 320) -> l
     Returns:
         per photo ``{"name", "image": (3, h, w), "labels": (h, w) int64 class indices}``.
     """
-    net = pixel_input(model)
+    net = pixel_input(model).to(model_device(model, torch.device("cpu")))
     out = []
     with evaluating(net), torch.no_grad():
         for name in names:
             image, _ = resize_photo(name, size)
-            scores = net(image[None])["out"]                            # (1, classes, h, w)
-            out.append({"name": name, "image": image, "labels": scores.argmax(1)[0]})
+            scores = net(image[None].to(net.mean.device))["out"]        # (1, classes, h, w)
+            out.append({"name": name, "image": image, "labels": scores.argmax(1)[0].cpu()})
     return out
 
 
@@ -289,9 +290,10 @@ def detect_photos(model: nn.Module, names: Sequence[str]) -> tuple[list[dict], f
         pixels, and the mean seconds per photo.
     """
     out, start = [], time.perf_counter()
+    device = model_device(model, torch.device("cpu"))
     with evaluating(model), torch.no_grad():
         for name in names:
-            (det,) = model([photos.load(name)])
+            (det,) = model([photos.load(name).to(device)])
             out.append({k: v.cpu() for k, v in det.items() if k in ("boxes", "scores", "labels", "masks")})
     return out, (time.perf_counter() - start) / max(len(names), 1)
 
