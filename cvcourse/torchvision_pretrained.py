@@ -235,12 +235,13 @@ def photo_batch(names: Sequence[str], size: int = 224) -> tuple[Tensor, Tensor]:
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
-def top_classes(model: nn.Module, images: Tensor, names: Sequence[str], k: int = 3) -> list[list[tuple[str, float]]]:
-    """The `k` most probable classes of a pixel-input classifier, per image: ``[(name, p), ...]``."""
+def top_classes(model: nn.Module, images: Tensor, names: Sequence[str], k: int = 3) -> list[list[tuple]]:
+    """The `k` most probable classes of a pixel-input classifier, per image, most probable first:
+    ``[(class index, name, probability), ...]`` (an index, since ImageNet repeats two names)."""
     with evaluating(model), torch.no_grad():
         probs = model(images.to(model_device(model, images.device))).softmax(1).cpu()   # (B, classes)
     top = probs.topk(k, dim=1)
-    return [[(names[i], float(p)) for p, i in zip(ps.tolist(), idx.tolist())] for ps, idx in zip(*top)]
+    return [[(i, names[i], p) for p, i in zip(ps.tolist(), idx.tolist())] for ps, idx in zip(*top)]
 
 
 def segment_photos(model: nn.Module, names: Sequence[str], size: int = 320) -> list[dict]:

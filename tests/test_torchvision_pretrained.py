@@ -208,8 +208,11 @@ def test_instance_segmentation_on_photos(capfd):
 def test_resnet_explanations_on_photos(resnet, capfd):
     images, masks = tp.photo_batch(["chelsea", "coffee"], size=64)
     top = tp.top_classes(resnet, images, tp.categories("resnet50"), k=3)
-    assert len(top) == 2 and all(len(t) == 3 and t[0][1] >= t[1][1] >= t[2][1] for t in top)
-    classes = [tp.categories("resnet50").index(t[0][0]) for t in top]
+    assert len(top) == 2 and all(len(t) == 3 and t[0][2] >= t[1][2] >= t[2][2] for t in top)
+    with torch.no_grad():
+        assert [t[0][0] for t in top] == resnet(images).argmax(1).tolist()
+    assert all(tp.categories("resnet50")[i] == name for t in top for i, name, _ in t)
+    classes = [t[0][0] for t in top]
     before = {k: v.clone() for k, v in resnet.state_dict().items()}
     maps = {"saliency": saliency(resnet, images, classes),
             "guided": guided_backprop(resnet, images, classes).abs().amax(1),
