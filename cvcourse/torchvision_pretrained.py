@@ -307,10 +307,13 @@ def score_photos(preds: list[dict], names: Sequence[str]) -> dict[str, float]:
 
 
 def detections_figure(names: Sequence[str], preds: list[dict], class_names: Sequence[str],
-                      score_threshold: float = 0.5, size: float = 3.0, masks: bool = False) -> Figure:
+                      score_threshold: float = 0.5, size: float = 3.0, masks: bool = False,
+                      title: str | None = None) -> Figure:
     """Each photo with the detections scoring at least `score_threshold` (solid, with class and
-    score; with `masks`, their masks too) and the hand-made boxes (dashed grey)."""
+    score; with `masks`, their masks too) and the hand-made boxes (dashed grey), under `title`."""
     fig, axes = viz.subplots(1, len(names), size=size)
+    if title:
+        fig.suptitle(title, fontsize=10)
     for ax, name, p in zip(axes[0], names, preds):
         keep = p["scores"] >= score_threshold
         image = photos.load(name)

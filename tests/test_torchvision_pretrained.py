@@ -181,8 +181,8 @@ def test_detectors_on_photos_are_scored_against_the_annotations(name, capfd):
             assert int(p["labels"].max()) < 91
     scores = tp.score_photos(preds, names)
     assert -1 <= scores["map"] <= 1 and -1 <= scores["map_50"] <= 1
-    fig = tp.detections_figure(names, preds, tp.categories(name), score_threshold=0.0)
-    assert isinstance(fig, Figure)
+    fig = tp.detections_figure(names, preds, tp.categories(name), score_threshold=0.0, title=name)
+    assert isinstance(fig, Figure) and fig._suptitle.get_text() == name
     assert capfd.readouterr().err == ""
 
 
