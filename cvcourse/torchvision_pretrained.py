@@ -229,8 +229,10 @@ def resize_photo(name: str, size: int, crop: bool = False) -> tuple[Tensor, Tens
 
 
 def photo_batch(names: Sequence[str], size: int = 224) -> tuple[Tensor, Tensor]:
-    """Photos resized and centre-cropped as ImageNet classifiers are evaluated: images
-    ``(B, 3, size, size)`` in [0, 1] and their box masks ``(B, size, size)`` bool."""
+    """Photos for an ImageNet classifier: shorter side resized to `size`, centre-cropped to
+    ``size × size`` (torchvision's evaluation resizes a little larger first; cropping at the
+    shorter side keeps more of the object). Images ``(B, 3, size, size)`` in [0, 1] and their
+    box masks ``(B, size, size)`` bool."""
     pairs = [resize_photo(n, size, crop=True) for n in names]
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
