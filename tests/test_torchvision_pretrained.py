@@ -146,13 +146,15 @@ def test_pixel_input_normalises_with_imagenet_statistics(resnet):
 
 
 # ---------------------------------------------------------------- the chapters' code paths
-def test_segmentation_on_photos(capfd):
+@pytest.mark.parametrize("name", ["fcn_resnet50", "deeplabv3_resnet50"])
+def test_segmentation_on_photos(name, capfd):
     torch.manual_seed(0)
-    model = tp.load_torchvision("fcn_resnet50", weights=None)
+    model = tp.load_torchvision(name, weights=None)
+    assert model.aux_classifier is not None                  # as built with the pretrained weights
     results = tp.segment_photos(model, ["chelsea", "motorcycle"], size=48)
     assert results[1]["image"].shape == (3, 48, 71) and results[1]["labels"].shape == (48, 71)
     assert all(0 <= r["labels"].min() and r["labels"].max() < 21 for r in results)
-    fig = tp.segmentation_figure(results, tp.categories("fcn_resnet50"))
+    fig = tp.segmentation_figure(results, tp.categories(name))
     assert isinstance(fig, Figure) and len(fig.axes) == 4
     assert capfd.readouterr().err == ""
 
