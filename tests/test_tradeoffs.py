@@ -126,10 +126,12 @@ def test_backbone_point_runs_and_reports_size(one_thread):
 
 def test_stored_backbone_sweep_is_consistent():
     sweep = experiments.load_sweep(experiments.BACKBONE_SWEEP_FILE)
-    points = {(p["width"], p["neck_depth"]): p for p in sweep["points"]}
-    assert set(points) == set(experiments.BACKBONE_POINTS)
-    for (width, depth), p in points.items():
-        assert p["params"] == sum(q.numel() for q in YOLO(width=width, neck_depth=depth).parameters())
+    seeds = sweep["budget"]["seeds"]
+    assert len(seeds) >= 3 and len(set(seeds)) == len(seeds)     # the chapter's mean and spread
+    runs = [(p["width"], p["neck_depth"], p["seed"]) for p in sweep["points"]]
+    assert sorted(runs) == sorted((w, d, s) for w, d in experiments.BACKBONE_POINTS for s in seeds)
+    for p in sweep["points"]:
+        assert p["params"] == sum(q.numel() for q in YOLO(width=p["width"], neck_depth=p["neck_depth"]).parameters())
     assert json.loads(json.dumps(sweep)) == sweep
 
 
