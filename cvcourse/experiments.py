@@ -11,7 +11,7 @@ Regenerate the file the single-object detection chapter plots::
 
 and the one the detection trade-offs chapter plots::
 
-    OMP_NUM_THREADS=1 python -m cvcourse.experiments backbone_sweep    # about 55 CPU-minutes
+    OMP_NUM_THREADS=1 python -m cvcourse.experiments backbone_sweep --seeds 0 1 2   # about 40 min of one core
 
 - `localizer_point`: train one `SingleObjectLocalizer` with a given box-loss weight and box
   loss (smooth L1 or L2), then its class accuracy and mean box IoU on held-out scenes.
@@ -32,11 +32,12 @@ and the one the detection trade-offs chapter plots::
     OMP_NUM_THREADS=1 python -m cvcourse.experiments fpn_sweep
 
 - `focal_sweep`: focal loss vs BCE at the shipped checkpoints' budget over seeds 0, 1, 2
-  (mean and spread for the RetinaNet chapter's comparison; meant for a GPU)::
+  (mean and spread for the RetinaNet chapter's comparison)::
 
-    python -m cvcourse.experiments focal_sweep --device cuda
+    OMP_NUM_THREADS=1 python -m cvcourse.experiments focal_sweep    # FOCAL_MINUTES
 
-  and the backbone sweep over three seeds: ``backbone_sweep --seeds 0 1 2 --device cuda``.
+  Seeds can run as separate jobs (``--seeds 2 --out part.json``) and be joined with
+  `merge_sweeps`; on a GPU add ``--device cuda``.
 - `load_sweep`: the stored results (any of the files).
 
 Every sweep stores each point with its seed and, given ``out``, writes what it has after
