@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from cvcourse import exercises, experiments, tradeoffs
+from cvcourse import exercises, experiments, recipes, tradeoffs
 from cvcourse.data.scenes import held_out_scenes
 from cvcourse.models.yolo import YOLO
 from cvcourse.tradeoffs import compare_detectors, markdown_table, pareto_front, tradeoff_figure
@@ -219,6 +219,13 @@ def test_stored_confidence_and_fpn_sweeps_are_consistent():
     for p in conf["points"]:
         assert p["params"] == sum(q.numel() for q in YOLO(width=16).parameters())
         assert 0 <= p["map_75"] <= 1 and p["map"] <= p["map_50"]
+    # the two sweeps trained (width 16, neck 2, target 1) separately, seed by seed: same code and
+    # seed, same scores (the YOLO chapter says so)
+    again = {p["seed"]: p for p in backbone["points"] if (p["width"], p["neck_depth"]) == (16, 2)}
+    for p in conf["points"]:
+        if p["confidence_target"] == "one":
+            assert {k: p[k] for k in ("map", "map_50", "map_75", "final_loss")} == \
+                {k: again[p["seed"]][k] for k in ("map", "map_50", "map_75", "final_loss")}
     fpn = experiments.load_sweep(experiments.FPN_SWEEP_FILE)
     assert sorted((p["top_down"], p["seed"]) for p in fpn["points"]) == \
         sorted((t, s) for t in (True, False) for s in fpn["budget"]["seeds"])
@@ -251,3 +258,5 @@ def test_stored_focal_sweep_has_both_losses_for_every_seed():
     assert sorted((p["loss"], p["seed"]) for p in focal["points"]) == \
         sorted((loss, s) for loss in ("focal", "bce") for s in focal["budget"]["seeds"])
     assert all(p["top_down"] and p["map"] <= p["map_50"] for p in focal["points"])
+    assert focal["budget"]["steps"] == recipes.get("retinanet").steps       # the shipped budget
+    assert len(focal["budget"]["seeds"]) >= 3
