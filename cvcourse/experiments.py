@@ -34,7 +34,7 @@ and the one the detection trade-offs chapter plots::
 - `focal_sweep`: focal loss vs BCE at the shipped checkpoints' budget over seeds 0, 1, 2
   (mean and spread for the RetinaNet chapter's comparison)::
 
-    OMP_NUM_THREADS=1 python -m cvcourse.experiments focal_sweep    # FOCAL_MINUTES
+    OMP_NUM_THREADS=1 python -m cvcourse.experiments focal_sweep    # about 42 min of one core
 
   Seeds can run as separate jobs (``--seeds 2 --out part.json``) and be joined with
   `merge_sweeps`; on a GPU add ``--device cuda``.
@@ -401,7 +401,7 @@ def focal_sweep(losses: Sequence[str] = ("focal", "bce"), steps: int = 2000, spl
 
     The default budget is the shipped checkpoints' (2,000 steps, scored on 200 test scenes as
     in their records), so seed 0 repeats the `retinanet` / `retinanet_bce` pair and seeds 1
-    and 2 give the spread; about 2 x 3 x 9 CPU-minutes of one thread, minutes on a GPU.
+    and 2 give the spread; about 2 x 3 x 7 minutes of one CPU core, minutes on a GPU.
 
     Returns:
         ``{"experiment", "date", "hardware", "torch", "budget": {...}, "points": [...]}``.
