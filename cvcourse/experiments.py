@@ -77,6 +77,21 @@ FPN_SWEEP_FILE = SWEEP_FILE.with_name("fpn_sweep.json")
 FOCAL_SWEEP_FILE = SWEEP_FILE.with_name("focal_sweep.json")
 
 
+def _run_sweep(name: str, budget: dict, runs: Sequence, device, log, out, describe) -> dict:
+    """Call every zero-argument `runs` item in turn (one training and scoring each) and
+    return the sweep's record. With `out`, the record so far is written there after every
+    point (a long run that stops keeps what it measured); `log` gets `describe(point)`."""
+    start = time.perf_counter()
+    results = []
+    for run in runs:
+        results.append(run())
+        if out is not None:
+            save_sweep(_sweep_record(name, device, start, budget, results), out)
+        if log:
+            log(describe(results[-1]))
+    return _sweep_record(name, device, start, budget, results)
+
+
 def _sweep_record(experiment: str, device, start: float, budget: dict, points: list) -> dict:
     """What every sweep stores: its name, date, hardware, torch, wall time, budget and points."""
     return {"experiment": experiment, "date": _dt.date.today().isoformat(),
@@ -177,8 +192,8 @@ def backbone_point(width: int, neck_depth: int = 2, steps: int = 800, split: str
     Everything else is the recipe's (data, loss, batch, learning rate, warm-up, clipping),
     with `steps` steps instead of the recipe's so the sweep fits a CPU; evaluated on the
     first `n_eval` scenes of `split` ("val": the sweep informs a choice, so the test split
-    stays untouched). `seed` seeds the initial weights and the order of the training
-    scenes; `confidence_target` is `YOLO`'s ("one", the recipe's, or v1's "iou").
+    stays untouched). `seed` seeds the initial weights and which training scenes are
+    drawn, in what order; `confidence_target` is `YOLO`'s ("one", the recipe's, or v1's "iou").
 
     Returns:
         ``{"width", "neck_depth", "confidence_target", "seed", "params", "multiply_adds"
@@ -224,20 +239,13 @@ def backbone_sweep(points: Sequence[tuple] = BACKBONE_POINTS, steps: int = 800, 
     """
     from . import recipes
 
-    start = time.perf_counter()
     budget = {"steps": steps, "batch_size": recipes.get("yolo").batch_size, "seeds": list(seeds),
               "eval_split": split, "eval_scenes": n_eval, "recipe": "yolo"}
-    results = []
-    for seed in seeds:
-        for width, depth in points:
-            results.append(backbone_point(width, depth, steps, split, n_eval, seed, device))
-            if out is not None:
-                save_sweep(_sweep_record("backbone_sweep", device, start, budget, results), out)
-            if log:
-                r = results[-1]
-                log(f"seed {seed}, width {width:>2}, neck {depth}: mAP@0.5 {r['map_50']:.3f}, "
-                    f"COCO mAP {r['map']:.3f}, {r['params']:,} params ({r['seconds']} s)")
-    return _sweep_record("backbone_sweep", device, start, budget, results)
+    runs = [functools.partial(backbone_point, width, depth, steps, split, n_eval, seed, device)
+            for seed in seeds for width, depth in points]
+    return _run_sweep("backbone_sweep", budget, runs, device, log, out, lambda r: (
+        f"seed {r['seed']}, width {r['width']:>2}, neck {r['neck_depth']}: mAP@0.5 {r['map_50']:.3f}, "
+        f"COCO mAP {r['map']:.3f}, {r['params']:,} params ({r['seconds']} s)"))
 
 
 def confidence_sweep(targets: Sequence[str] = CONFIDENCE_TARGETS, steps: int = 800,
@@ -258,27 +266,20 @@ def confidence_sweep(targets: Sequence[str] = CONFIDENCE_TARGETS, steps: int = 8
     for t in targets:
         if t not in CONFIDENCE_TARGETS:
             raise ValueError(f"targets must be in {CONFIDENCE_TARGETS}, got {t!r}")
-    start = time.perf_counter()
     recipe = recipes.get("yolo")
     budget = {"steps": steps, "batch_size": recipe.batch_size, "seeds": list(seeds),
               "eval_split": split, "eval_scenes": n_eval, "recipe": "yolo",
               "width": recipe.config["width"], "neck_depth": 2}
-    results = []
-    for seed in seeds:
-        for t in targets:
-            results.append(backbone_point(recipe.config["width"], 2, steps, split, n_eval, seed,
-                                          device, confidence_target=t))
-            if out is not None:
-                save_sweep(_sweep_record("confidence_sweep", device, start, budget, results), out)
-            if log:
-                r = results[-1]
-                log(f"seed {seed}, target {t}: AP@0.75 {r['map_75']:.3f}, AP@0.5 {r['map_50']:.3f}, "
-                    f"COCO mAP {r['map']:.3f} ({r['seconds']} s)")
-    return _sweep_record("confidence_sweep", device, start, budget, results)
+    runs = [functools.partial(backbone_point, recipe.config["width"], 2, steps, split, n_eval, seed,
+                              device, confidence_target=t) for seed in seeds for t in targets]
+    return _run_sweep("confidence_sweep", budget, runs, device, log, out, lambda r: (
+        f"seed {r['seed']}, target {r['confidence_target']}: AP@0.75 {r['map_75']:.3f}, "
+        f"AP@0.5 {r['map_50']:.3f}, COCO mAP {r['map']:.3f} ({r['seconds']} s)"))
 
 
 def recall_by_level(model: torch.nn.Module, images: torch.Tensor, targets: list[dict],
-                    iou_thresholds: Sequence[float] = (0.5, 0.75)) -> list[dict]:
+                    iou_thresholds: Sequence[float] = (0.5, 0.75), detections: list[dict] | None = None
+                    ) -> list[dict]:
     """Per pyramid level (the level of each object's best anchor, `pyramid_levels`): how
     many held-out objects it serves, their sizes, and the share of them found, i.e. with a
     detection of their class (among the model's at most 100 per image) at IoU >= t.
@@ -286,13 +287,13 @@ def recall_by_level(model: torch.nn.Module, images: torch.Tensor, targets: list[
     Returns:
         one dict per level: ``{"level", "stride", "objects", "min_side", "max_side",
         "recall_50", "recall_75"}`` (sides: sqrt of the box area, px; recall keys follow
-        `iou_thresholds`).
+        `iou_thresholds`). `detections`: `detect(model, images)` when already computed.
     """
     from .inference import detect
     from .models.retinanet import pyramid_levels
     from .ops.boxes import box_iou
 
-    dets = detect(model, images)
+    dets = detect(model, images) if detections is None else detections
     best, levels, sides = [], [], []
     for d, t in zip(dets, targets):                      # a loop over the images
         iou = box_iou(t["boxes"], d["boxes"])            # (G, D)
@@ -323,7 +324,7 @@ def retinanet_point(top_down: bool = True, loss: str = "focal", steps: int = 400
     Everything else is the recipe's (anchors, prior, data, batch, learning rate, clipping)
     with `steps` steps instead of the recipe's 2,000 (so that a pair fits a CPU); evaluated
     on the first `n_eval` scenes of `split`: COCO AP, AP@0.5, AP@0.75 and `recall_by_level`.
-    `seed` seeds the initial weights and the order of the training scenes.
+    `seed` seeds the initial weights and which training scenes are drawn.
 
     Returns:
         ``{"top_down", "loss", "seed", "map", "map_50", "map_75", "levels": [...],
@@ -351,10 +352,11 @@ def retinanet_point(top_down: bool = True, loss: str = "focal", steps: int = 400
                seed=seed, progress=False)
     model = model.cpu().eval()
     images, targets = held_out_scenes(split, n_eval)
-    metrics = mean_average_precision(detect(model, images), list(targets))
+    dets = detect(model, images)                          # scored twice: AP, and found per level
+    metrics = mean_average_precision(dets, list(targets))
     return {"top_down": top_down, "loss": loss, "seed": seed,
             **{k: round(float(metrics[k]), 5) for k in ("map", "map_50", "map_75")},
-            "levels": recall_by_level(model, images, list(targets)),
+            "levels": recall_by_level(model, images, list(targets), detections=dets),
             "final_loss": round(hist.smoothed()[-1], 5), "seconds": round(hist.seconds, 1)}
 
 
@@ -363,22 +365,14 @@ def _retinanet_sweep(name: str, settings: Sequence[dict], steps: int, split: str
     """`retinanet_point` for every seed and setting (keyword arguments), one after the other."""
     from . import recipes
 
-    start = time.perf_counter()
     budget = {"steps": steps, "batch_size": recipes.get("retinanet").batch_size, "seeds": list(seeds),
               "eval_split": split, "eval_scenes": n_eval, "recipe": "retinanet"}
-    results = []
-    for seed in seeds:
-        for setting in settings:
-            results.append(retinanet_point(**setting, steps=steps, split=split, n_eval=n_eval,
-                                           seed=seed, device=device))
-            if out is not None:
-                save_sweep(_sweep_record(name, device, start, budget, results), out)
-            if log:
-                r = results[-1]
-                log(f"seed {seed}, top-down {r['top_down']}, {r['loss']}: AP {r['map']:.3f}, "
-                    f"AP@0.5 {r['map_50']:.3f}, AP@0.75 {r['map_75']:.3f}, recall@0.5 by level "
-                    f"{[lv['recall_50'] for lv in r['levels']]} ({r['seconds']} s)")
-    return _sweep_record(name, device, start, budget, results)
+    runs = [functools.partial(retinanet_point, **setting, steps=steps, split=split, n_eval=n_eval,
+                              seed=seed, device=device) for seed in seeds for setting in settings]
+    return _run_sweep(name, budget, runs, device, log, out, lambda r: (
+        f"seed {r['seed']}, top-down {r['top_down']}, {r['loss']}: AP {r['map']:.3f}, "
+        f"AP@0.5 {r['map_50']:.3f}, AP@0.75 {r['map_75']:.3f}, recall@0.5 by level "
+        f"{[lv['recall_50'] for lv in r['levels']]} ({r['seconds']} s)"))
 
 
 def fpn_sweep(top_downs: Sequence[bool] = (True, False), steps: int = 400, split: str = "val",
