@@ -206,9 +206,10 @@ def run_cascade(image: np.ndarray, cascade: LBPCascade | None = None, scale_fact
         for t in range(cascade.n_stages):
             votes = np.zeros(len(alive), dtype=np.float32)
             first, size = cascade.stage_first[t], cascade.stage_size[t]
+            rows_in, cols_in = rows[alive], cols[alive]                   # the windows still in
             for s in range(first, first + size):
                 r, c, w, h = feats[cascade.stump_feature[s]]
-                code = mblbp_codes(integral, rows[alive] + r, cols[alive] + c, w, h)
+                code = mblbp_codes(integral, rows_in + r, cols_in + c, w, h)
                 bit = (cascade.stump_lut[s][code >> 5] >> (code & 31).astype(np.uint32)) & 1
                 votes = votes + np.where(bit == 1, cascade.stump_leaves[s, 0],
                                          cascade.stump_leaves[s, 1])

@@ -334,8 +334,7 @@ def fcn8s(model: nn.Module | None = None, example_input: Tensor | None = None) -
         model: an `FCN8s` (default: the shipped config, untrained: shapes do not depend on weights).
         example_input: images ``[B, 3, H, W]`` (default: one 128×128 test scene).
     """
-    model = _default("fcn8s", model)
-    x = _scene() if example_input is None else example_input
+    model, x = _model_and_input("fcn8s", model, example_input)
     a, b = model.cuts
     s = model.total_stride
     last = len(model.backbone) - 1
